@@ -1,0 +1,212 @@
+#include "cdc/change_assembler.hpp"
+
+#include <string>
+#include <variant>
+
+#include "cdc/byte_reader.hpp"
+
+namespace pgpush::cdc {
+
+std::string_view to_string(change_op op) {
+    switch (op) {
+    case change_op::insert:
+        return "insert";
+    case change_op::update:
+        return "update";
+    case change_op::delete_:
+        return "delete";
+    case change_op::truncate:
+        return "truncate";
+    }
+    return "unknown";
+}
+
+change_assembler::change_assembler(type_catalog& types, change_sink& sink, type_loader need_types)
+    : types_(types), sink_(sink), need_types_(std::move(need_types)) {}
+
+void change_assembler::feed(pgoutput::message_variant& message) {
+    std::visit([this](auto& m) { on(m); }, message);
+}
+
+const relation_schema* change_assembler::find_relation(oid id) const {
+    auto it = relations_.find(id);
+    return it == relations_.end() ? nullptr : it->second.get();
+}
+
+void change_assembler::on(pgoutput::begin& m) {
+    if (in_txn_) throw protocol_error("Begin for xid " + std::to_string(m.xid) +
+                                      " inside transaction " + std::to_string(txn_.xid));
+    txn_ = transaction_info{m.xid, m.final_lsn, m.commit_time};
+    in_txn_ = true;
+    next_index_ = 0;
+    skipping_ = skip_through_.valid() && m.final_lsn <= skip_through_;
+    if (!skipping_) sink_.on_begin(txn_);
+}
+
+void change_assembler::on(pgoutput::commit& m) {
+    if (!in_txn_) throw protocol_error("Commit outside a transaction");
+    if (m.commit_lsn != txn_.commit_lsn) {
+        throw protocol_error("Commit at " + to_string(m.commit_lsn) + " for a transaction begun at " +
+                             to_string(txn_.commit_lsn));
+    }
+    in_txn_ = false;
+    if (!skipping_) sink_.on_commit(txn_, m.end_lsn);
+    skipping_ = false;
+}
+
+void change_assembler::on(pgoutput::relation& m) {
+    auto r = std::make_shared<relation_schema>();
+    r->id = m.id;
+    // pgoutput leaves the namespace empty for pg_catalog.
+    r->schema = m.nspname.empty() ? "pg_catalog" : std::string(m.nspname);
+    r->name = std::string(m.relname);
+    r->qualified_name = r->schema + "." + r->name;
+    r->replica_identity = m.replica_identity;
+    r->columns.reserve(m.columns.size());
+    std::vector<oid> missing;
+    for (const auto& c : m.columns) {
+        r->columns.push_back({std::string(c.name), c.type, c.type_modifier, c.is_key()});
+        for (oid t : types_.missing(c.type)) missing.push_back(t);
+    }
+    if (!missing.empty() && need_types_) need_types_(missing);
+    relations_[m.id] = r;
+    sink_.on_relation(*r);
+}
+
+void change_assembler::on(pgoutput::type& m) {
+    // A Type message means the type is (re)described on this connection: it may have changed
+    // (ALTER TYPE ... ADD VALUE / ADD ATTRIBUTE), so fetch it afresh.
+    types_.forget(m.id);
+    if (need_types_) {
+        oid id = m.id;
+        auto missing = types_.missing(id);
+        if (!missing.empty()) need_types_(missing);
+    }
+}
+
+const std::shared_ptr<const relation_schema>& change_assembler::relation_for(oid id,
+                                                                            const char* what) const {
+    auto it = relations_.find(id);
+    if (it == relations_.end()) {
+        throw protocol_error(std::string(what) + " for relation " + std::to_string(id) +
+                             " before its Relation message");
+    }
+    return it->second;
+}
+
+void change_assembler::check_width(const relation_schema& r, const pgoutput::tuple& t,
+                                   const char* what) const {
+    if (t.size() != r.columns.size()) {
+        throw protocol_error(std::string(what) + " for " + r.qualified_name + " has " +
+                             std::to_string(t.size()) + " columns, its relation has " +
+                             std::to_string(r.columns.size()));
+    }
+}
+
+change change_assembler::start_change(change_op op, const std::shared_ptr<const relation_schema>& r,
+                                      const char* what) {
+    if (!in_txn_) throw protocol_error(std::string(what) + " outside a transaction");
+    change c;
+    c.op = op;
+    c.relation = r;
+    c.pos = position{txn_.commit_lsn, next_index_++};
+    c.txn = &txn_;
+    return c;
+}
+
+namespace {
+
+// In a 'K' old tuple Postgres sends the key columns and nulls for the rest; those nulls mean
+// "not sent", not NULL.
+void mark_unsent_columns(const relation_schema& r, pgoutput::tuple& old) {
+    for (std::size_t i = 0; i < old.size(); ++i) {
+        if (!r.columns[i].key) old[i] = {pgoutput::datum_kind::missing, {}};
+    }
+}
+
+} // namespace
+
+void change_assembler::on(pgoutput::insert& m) {
+    const auto& r = relation_for(m.relation, "Insert");
+    check_width(*r, m.new_tuple, "Insert");
+    change c = start_change(change_op::insert, r, "Insert");
+    c.row = &m.new_tuple;
+    if (!skipping_) sink_.on_change(c);
+}
+
+void change_assembler::on(pgoutput::update& m) {
+    const auto& r = relation_for(m.relation, "Update");
+    check_width(*r, m.new_tuple, "Update");
+    if (m.old != pgoutput::old_kind::none) check_width(*r, m.old_tuple, "Update old tuple");
+    if (m.old == pgoutput::old_kind::key) mark_unsent_columns(*r, m.old_tuple);
+    if (m.old == pgoutput::old_kind::full) {
+        // REPLICA IDENTITY FULL logs the old row with TOASTed values flattened, so an unchanged
+        // TOASTed column's value is right there.
+        for (std::size_t i = 0; i < m.new_tuple.size(); ++i) {
+            auto& d = m.new_tuple[i];
+            const auto& o = m.old_tuple[i];
+            if (d.kind == pgoutput::datum_kind::unchanged_toast &&
+                (o.kind == pgoutput::datum_kind::text || o.kind == pgoutput::datum_kind::binary)) {
+                d = o;
+            }
+        }
+    }
+    change c = start_change(change_op::update, r, "Update");
+    c.row = &m.new_tuple;
+    if (m.old != pgoutput::old_kind::none) {
+        c.old = &m.old_tuple;
+        c.old_kind = m.old;
+    }
+    if (!skipping_) sink_.on_change(c);
+}
+
+void change_assembler::on(pgoutput::delete_& m) {
+    const auto& r = relation_for(m.relation, "Delete");
+    check_width(*r, m.old_tuple, "Delete");
+    if (m.old == pgoutput::old_kind::key) mark_unsent_columns(*r, m.old_tuple);
+    change c = start_change(change_op::delete_, r, "Delete");
+    c.old = &m.old_tuple;
+    c.old_kind = m.old;
+    if (!skipping_) sink_.on_change(c);
+}
+
+void change_assembler::on(pgoutput::truncate& m) {
+    for (oid id : m.relations) {
+        change c = start_change(change_op::truncate, relation_for(id, "Truncate"), "Truncate");
+        c.truncate_cascade = m.cascade();
+        c.truncate_restart_identity = m.restart_identity();
+        if (!skipping_) sink_.on_change(c);
+    }
+}
+
+void change_assembler::on(pgoutput::message& m) {
+    logical_message lm;
+    lm.transactional = m.transactional;
+    lm.prefix = m.prefix;
+    lm.content = m.content;
+    if (m.transactional) {
+        if (!in_txn_) throw protocol_error("transactional Message outside a transaction");
+        lm.pos = position{txn_.commit_lsn, next_index_++};
+        lm.txn = &txn_;
+        if (skipping_) return;
+    } else {
+        lm.pos = position{m.message_lsn, 0};
+        if (skip_through_.valid() && m.message_lsn <= skip_through_) return;
+    }
+    sink_.on_message(lm);
+}
+
+void change_assembler::on(pgoutput::stream_start&) {
+    throw protocol_error("Stream Start received, but pgpush does not ask for streamed transactions");
+}
+void change_assembler::on(pgoutput::stream_stop&) {
+    throw protocol_error("Stream Stop received, but pgpush does not ask for streamed transactions");
+}
+void change_assembler::on(pgoutput::stream_commit&) {
+    throw protocol_error("Stream Commit received, but pgpush does not ask for streamed transactions");
+}
+void change_assembler::on(pgoutput::stream_abort&) {
+    throw protocol_error("Stream Abort received, but pgpush does not ask for streamed transactions");
+}
+
+} // namespace pgpush::cdc
