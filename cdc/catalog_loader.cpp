@@ -35,7 +35,7 @@ void catalog_loader::load(type_catalog& catalog, std::span<const oid> ids) {
         auto rows = tx.exec_params(
             "SELECT t.oid, n.nspname, t.typname, t.typtype, t.typcategory, t.typelem, t.typdelim, "
             "t.typbasetype, t.typsubscript = 'array_subscript_handler'::regproc, "
-            "COALESCE((SELECT json_agg(json_build_array(a.attname, a.atttypid) ORDER BY a.attnum) "
+            "COALESCE((SELECT json_agg(json_build_array(a.attname, a.atttypid::int8) ORDER BY a.attnum) "
             "FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT "
             "a.attisdropped), '[]') "
             "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "

@@ -22,12 +22,8 @@ socket_waiter::socket_waiter(const net::any_io_executor& ex, int fd) : sd_(ex, f
 
 socket_waiter::~socket_waiter() { sd_.release(); }
 
-net::awaitable<void> socket_waiter::readable() {
-    co_await sd_.async_wait(net::posix::descriptor_base::wait_read, net::use_awaitable);
-}
-
-net::awaitable<void> socket_waiter::writable() {
-    co_await sd_.async_wait(net::posix::descriptor_base::wait_write, net::use_awaitable);
+net::awaitable<void> socket_waiter::wait(net::posix::descriptor_base::wait_type what) {
+    co_await sd_.async_wait(what, net::use_awaitable);
 }
 
 bool socket_waiter::has_pending_input() const {
@@ -101,9 +97,10 @@ net::awaitable<connection> async_connect(connect_options options) {
     while (state != PGRES_POLLING_OK) {
         if (state == PGRES_POLLING_FAILED) throw error(first_line(last_error(conn.get())));
         socket_waiter socket(ex, PQsocket(conn.get()));
-        auto waited = co_await (
-            (state == PGRES_POLLING_READING ? socket.readable() : socket.writable()) ||
-            deadline.async_wait(net::use_awaitable));
+        // (No ?: between two awaitables inside co_await: GCC 12 miscompiles it.)
+        const auto what = state == PGRES_POLLING_READING ? net::posix::descriptor_base::wait_read
+                                                         : net::posix::descriptor_base::wait_write;
+        auto waited = co_await (socket.wait(what) || deadline.async_wait(net::use_awaitable));
         if (waited.index() == 1) {
             throw error("timed out after " + std::to_string(options.timeout.count()) +
                         " ms connecting to the database");

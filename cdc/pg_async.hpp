@@ -53,8 +53,9 @@ public:
     socket_waiter& operator=(const socket_waiter&) = delete;
 
     net::posix::stream_descriptor& descriptor() { return sd_; }
-    net::awaitable<void> readable();
-    net::awaitable<void> writable();
+    net::awaitable<void> readable() { return wait(net::posix::descriptor_base::wait_read); }
+    net::awaitable<void> writable() { return wait(net::posix::descriptor_base::wait_write); }
+    net::awaitable<void> wait(net::posix::descriptor_base::wait_type what);
 
     // True when the socket has bytes the kernel holds for us right now. Asio's epoll reactor is
     // edge-triggered and libpq may leave bytes unread, so ask before waiting for a new edge.

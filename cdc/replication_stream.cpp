@@ -264,7 +264,8 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
         sink_.on_idle();
         try {
             co_await (s.socket.readable() || s.status_timer.async_wait(net::use_awaitable));
-        } catch (const boost::system::system_error&) {
+        } catch (...) {
+            // stop() cancels both waits (Asio reports that as multiple_exceptions).
             if (stopping_) break;
             throw;
         }
