@@ -138,14 +138,20 @@ bool is_hex(char c) {
 }
 
 // Scans a JSON string starting at the opening quote; returns the index past the closing quote,
-// or npos. Raw control characters and bad escapes are malformed; bytes >= 0x80 are passed (the
-// text came from Postgres, which validated its encoding).
+// or npos. Raw control characters, bad escapes and invalid UTF-8 are malformed (a database in
+// another encoding can hand us such bytes; the caller then falls back to a quoted string).
 std::size_t scan_string(std::string_view t, std::size_t i) {
     ++i;
     while (i < t.size()) {
         const auto c = static_cast<unsigned char>(t[i]);
         if (c == '"') return i + 1;
         if (c < 0x20) return std::string_view::npos;
+        if (c >= 0x80) {
+            auto n = utf8_sequence_length(t, i);
+            if (n == 0) return std::string_view::npos;
+            i += n;
+            continue;
+        }
         if (c == '\\') {
             if (++i >= t.size()) return std::string_view::npos;
             switch (t[i]) {

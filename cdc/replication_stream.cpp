@@ -307,6 +307,7 @@ void replication_stream::drain(session& s) {
 }
 
 void replication_stream::handle(session& s, std::span<const std::byte> bytes) {
+    if (config_.on_raw_message) config_.on_raw_message(bytes);
     auto msg = walsender::decode(bytes);
     if (auto* k = std::get_if<walsender::keepalive>(&msg)) {
         feedback_.on_keepalive(k->wal_end, assembler_.in_transaction());

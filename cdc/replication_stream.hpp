@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -35,6 +36,9 @@ struct stream_config {
     std::chrono::milliseconds connect_timeout{10'000};
     lsn start; // invalid: where the slot's confirmed_flush_lsn is
     lsn end;   // valid: stop once the stream has passed it (pg_recvlogical's --endpos)
+    // Sees every CopyData message from the server before it is decoded (captures for benchmarks
+    // and fuzz seeds). Optional.
+    std::function<void(std::span<const std::byte>)> on_raw_message;
 };
 
 enum class stop_reason {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -55,6 +57,9 @@ CLI::App* add_tail_command(CLI::App& app, tail_options& o) {
                     "Milliseconds between status updates to the server")
         ->check(CLI::Range(100, 3'600'000))
         ->capture_default_str();
+    cmd->add_option("--capture", o.capture,
+                    "Also write every raw replication message to FILE (4-byte big-endian length, "
+                    "then the CopyData bytes), for benchmarks and fuzzing");
     return cmd;
 }
 
@@ -227,6 +232,21 @@ int run_tail(const tail_options& o) {
     config.status_interval = std::chrono::milliseconds(o.status_interval_ms);
     if (start) config.start = *start;
     if (end) config.end = *end;
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> capture(nullptr, &std::fclose);
+    if (!o.capture.empty()) {
+        capture.reset(std::fopen(o.capture.c_str(), "wb"));
+        if (!capture) die("bad_option", "cannot write --capture file " + o.capture);
+        config.on_raw_message = [f = capture.get()](std::span<const std::byte> bytes) {
+            const auto n = static_cast<std::uint32_t>(bytes.size());
+            const unsigned char len[4] = {static_cast<unsigned char>(n >> 24),
+                                          static_cast<unsigned char>(n >> 16),
+                                          static_cast<unsigned char>(n >> 8),
+                                          static_cast<unsigned char>(n)};
+            if (std::fwrite(len, 1, 4, f) != 4 || std::fwrite(bytes.data(), 1, n, f) != n) {
+                throw std::runtime_error("writing the --capture file failed");
+            }
+        };
+    }
 
     replication_stream stream(io.get_executor(), config, types, sink,
                               [&](std::span<const oid> ids) {

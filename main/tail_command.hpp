@@ -19,6 +19,7 @@ struct tail_options {
     std::string start;
     std::string endpos;
     int status_interval_ms = 10'000;
+    std::string capture; // write the raw stream here (bench/ and fuzz seeds)
 };
 
 // `pgpush tail`: prints one JSON object per change per line. See docs/tail.md.
