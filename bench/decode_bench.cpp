@@ -44,7 +44,8 @@ const capture& chat_stream() {
                                         out.bytes.size());
         while (rest.size() >= 4) {
             std::uint32_t n = 0;
-            for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<std::uint8_t>(rest[i]);
+            for (int i = 0; i < 4; ++i)
+                n = (n << 8) | static_cast<std::uint8_t>(rest[i]);
             out.frames.push_back(rest.subspan(4, n));
             rest = rest.subspan(4 + n);
         }
@@ -135,8 +136,8 @@ BENCHMARK(json_lines)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
     const auto& c = chat_stream();
-    std::printf("decode_bench: %zu frames, %zu row changes, %zu bytes from %s\n",
-                c.frames.size(), c.changes, c.bytes.size(), PGPUSH_CHAT_STREAM);
+    std::printf("decode_bench: %zu frames, %zu row changes, %zu bytes from %s\n", c.frames.size(),
+                c.changes, c.bytes.size(), PGPUSH_CHAT_STREAM);
     std::printf("command: build/bench/decode_bench %s\n", argc > 1 ? argv[1] : "");
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();

@@ -79,7 +79,8 @@ private:
     std::uint64_t be(std::size_t n, const char* field) {
         auto b = take(n, field);
         std::uint64_t v = 0;
-        for (auto x : b) v = (v << 8) | static_cast<std::uint8_t>(x);
+        for (auto x : b)
+            v = (v << 8) | static_cast<std::uint8_t>(x);
         return v;
     }
 

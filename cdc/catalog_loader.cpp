@@ -35,7 +35,8 @@ void catalog_loader::load(type_catalog& catalog, std::span<const oid> ids) {
         auto rows = tx.exec_params(
             "SELECT t.oid, n.nspname, t.typname, t.typtype, t.typcategory, t.typelem, t.typdelim, "
             "t.typbasetype, t.typsubscript = 'array_subscript_handler'::regproc, "
-            "COALESCE((SELECT json_agg(json_build_array(a.attname, a.atttypid::int8) ORDER BY a.attnum) "
+            "COALESCE((SELECT json_agg(json_build_array(a.attname, a.atttypid::int8) ORDER BY "
+            "a.attnum) "
             "FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT "
             "a.attisdropped), '[]') "
             "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
@@ -62,13 +63,16 @@ void catalog_loader::load(type_catalog& catalog, std::span<const oid> ids) {
         for (oid id : todo) {
             if (std::find(found.begin(), found.end(), id) == found.end()) {
                 // Dropped since the WAL was written: its values can only be shown as text.
-                spdlog::warn("type {} is not in pg_type (dropped?); its values are shown as text", id);
-                catalog.put(type_info{id, "unknown_" + std::to_string(id), type_kind::text, 0, ',', {}});
+                spdlog::warn("type {} is not in pg_type (dropped?); its values are shown as text",
+                             id);
+                catalog.put(
+                    type_info{id, "unknown_" + std::to_string(id), type_kind::text, 0, ',', {}});
             }
         }
         std::vector<oid> next;
         for (oid id : todo) {
-            for (oid m : catalog.missing(id)) next.push_back(m);
+            for (oid m : catalog.missing(id))
+                next.push_back(m);
         }
         todo = std::move(next);
     }

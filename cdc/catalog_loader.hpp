@@ -6,7 +6,6 @@
 
 #include "cdc/type_catalog.hpp"
 
-
 namespace pgpush::cdc {
 
 // Fills a type_catalog from pg_type for types that are not built in: enums, domains, composites,

@@ -34,8 +34,9 @@ const relation_schema* change_assembler::find_relation(oid id) const {
 }
 
 void change_assembler::on(pgoutput::begin& m) {
-    if (in_txn_) throw protocol_error("Begin for xid " + std::to_string(m.xid) +
-                                      " inside transaction " + std::to_string(txn_.xid));
+    if (in_txn_)
+        throw protocol_error("Begin for xid " + std::to_string(m.xid) + " inside transaction " +
+                             std::to_string(txn_.xid));
     txn_ = transaction_info{m.xid, m.final_lsn, m.commit_time};
     in_txn_ = true;
     next_index_ = 0;
@@ -46,8 +47,8 @@ void change_assembler::on(pgoutput::begin& m) {
 void change_assembler::on(pgoutput::commit& m) {
     if (!in_txn_) throw protocol_error("Commit outside a transaction");
     if (m.commit_lsn != txn_.commit_lsn) {
-        throw protocol_error("Commit at " + to_string(m.commit_lsn) + " for a transaction begun at " +
-                             to_string(txn_.commit_lsn));
+        throw protocol_error("Commit at " + to_string(m.commit_lsn) +
+                             " for a transaction begun at " + to_string(txn_.commit_lsn));
     }
     in_txn_ = false;
     if (!skipping_) sink_.on_commit(txn_, m.end_lsn);
@@ -66,7 +67,8 @@ void change_assembler::on(pgoutput::relation& m) {
     std::vector<oid> missing;
     for (const auto& c : m.columns) {
         r->columns.push_back({std::string(c.name), c.type, c.type_modifier, c.is_key()});
-        for (oid t : types_.missing(c.type)) missing.push_back(t);
+        for (oid t : types_.missing(c.type))
+            missing.push_back(t);
     }
     if (!missing.empty() && need_types_) need_types_(missing);
     relations_[m.id] = r;
@@ -84,8 +86,8 @@ void change_assembler::on(pgoutput::type& m) {
     }
 }
 
-const std::shared_ptr<const relation_schema>& change_assembler::relation_for(oid id,
-                                                                            const char* what) const {
+const std::shared_ptr<const relation_schema>&
+change_assembler::relation_for(oid id, const char* what) const {
     auto it = relations_.find(id);
     if (it == relations_.end()) {
         throw protocol_error(std::string(what) + " for relation " + std::to_string(id) +
@@ -197,16 +199,19 @@ void change_assembler::on(pgoutput::message& m) {
 }
 
 void change_assembler::on(pgoutput::stream_start&) {
-    throw protocol_error("Stream Start received, but pgpush does not ask for streamed transactions");
+    throw protocol_error(
+        "Stream Start received, but pgpush does not ask for streamed transactions");
 }
 void change_assembler::on(pgoutput::stream_stop&) {
     throw protocol_error("Stream Stop received, but pgpush does not ask for streamed transactions");
 }
 void change_assembler::on(pgoutput::stream_commit&) {
-    throw protocol_error("Stream Commit received, but pgpush does not ask for streamed transactions");
+    throw protocol_error(
+        "Stream Commit received, but pgpush does not ask for streamed transactions");
 }
 void change_assembler::on(pgoutput::stream_abort&) {
-    throw protocol_error("Stream Abort received, but pgpush does not ask for streamed transactions");
+    throw protocol_error(
+        "Stream Abort received, but pgpush does not ask for streamed transactions");
 }
 
 } // namespace pgpush::cdc

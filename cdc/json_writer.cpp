@@ -106,7 +106,9 @@ void append_uint(std::string& out, std::uint64_t v) {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Scans a JSON number at text[i]; returns the index past it, or npos if malformed.
 std::size_t scan_number(std::string_view t, std::size_t i) {
@@ -115,20 +117,23 @@ std::size_t scan_number(std::string_view t, std::size_t i) {
     if (t[i] == '0') {
         ++i;
     } else if (t[i] >= '1' && t[i] <= '9') {
-        while (i < t.size() && is_digit(t[i])) ++i;
+        while (i < t.size() && is_digit(t[i]))
+            ++i;
     } else {
         return std::string_view::npos;
     }
     if (i < t.size() && t[i] == '.') {
         ++i;
         if (i >= t.size() || !is_digit(t[i])) return std::string_view::npos;
-        while (i < t.size() && is_digit(t[i])) ++i;
+        while (i < t.size() && is_digit(t[i]))
+            ++i;
     }
     if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
         ++i;
         if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
         if (i >= t.size() || !is_digit(t[i])) return std::string_view::npos;
-        while (i < t.size() && is_digit(t[i])) ++i;
+        while (i < t.size() && is_digit(t[i]))
+            ++i;
     }
     return i;
 }
@@ -182,11 +187,15 @@ std::size_t scan_string(std::string_view t, std::size_t i) {
     return std::string_view::npos;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 } // namespace
 
-bool is_number(std::string_view s) { return !s.empty() && scan_number(s, 0) == s.size(); }
+bool is_number(std::string_view s) {
+    return !s.empty() && scan_number(s, 0) == s.size();
+}
 
 bool append_minified(std::string& out, std::string_view t) {
     // An explicit stack of open containers instead of recursion: documents of any depth are
@@ -202,7 +211,8 @@ bool append_minified(std::string& out, std::string_view t) {
     std::size_t i = 0;
     bool done = false;
     while (true) {
-        while (i < t.size() && is_space(t[i])) ++i;
+        while (i < t.size() && is_space(t[i]))
+            ++i;
         if (done) return i == t.size() ? true : fail();
         if (i >= t.size()) return fail();
         const char c = t[i];

@@ -8,7 +8,8 @@
 
 namespace pgpush::cdc {
 
-// A WAL location (Postgres' XLogRecPtr). Written as Postgres writes it: two hex halves, "16/B374D848".
+// A WAL location (Postgres' XLogRecPtr). Written as Postgres writes it: two hex halves,
+// "16/B374D848".
 struct lsn {
     std::uint64_t value = 0;
 

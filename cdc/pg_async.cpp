@@ -13,14 +13,17 @@ using namespace boost::asio::experimental::awaitable_operators;
 
 std::string last_error(PGconn* conn) {
     std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
-    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+        msg.pop_back();
     if (msg.empty()) msg = "unknown libpq error";
     return msg;
 }
 
 socket_waiter::socket_waiter(const net::any_io_executor& ex, int fd) : sd_(ex, fd) {}
 
-socket_waiter::~socket_waiter() { sd_.release(); }
+socket_waiter::~socket_waiter() {
+    sd_.release();
+}
 
 net::awaitable<void> socket_waiter::wait(net::posix::descriptor_base::wait_type what) {
     co_await sd_.async_wait(what, net::use_awaitable);
@@ -70,10 +73,16 @@ net::awaitable<connection> async_connect(connect_options options) {
     }
     // Keywords before "dbname" are defaults the user's conninfo overrides; those after it are
     // ours alone (libpq: later entries win over the expanded dbname).
-    std::vector<const char*> keys = {"keepalives", "keepalives_idle", "keepalives_interval",
-                                     "keepalives_count", "dbname", "application_name", "options"};
-    std::vector<const char*> values = {"1", "10", "5", "3", options.conninfo.c_str(),
-                                       options.application_name.c_str(), session_options.c_str()};
+    std::vector<const char*> keys = {"keepalives",       "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "dbname",          "application_name",
+                                     "options"};
+    std::vector<const char*> values = {"1",
+                                       "10",
+                                       "5",
+                                       "3",
+                                       options.conninfo.c_str(),
+                                       options.application_name.c_str(),
+                                       session_options.c_str()};
     if (session_options.empty()) {
         keys.pop_back();
         values.pop_back();

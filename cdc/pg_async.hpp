@@ -66,7 +66,7 @@ private:
 };
 
 struct connect_options {
-    std::string conninfo; // URL or key=value string, as the user gave it
+    std::string conninfo;     // URL or key=value string, as the user gave it
     bool replication = false; // replication=database: a walsender that also runs SQL
     std::string application_name = "pgpush";
     // Session settings appended to the user's own "options".

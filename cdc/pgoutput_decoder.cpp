@@ -15,7 +15,9 @@ std::optional<transaction_id> read_stream_xid(byte_reader& r, bool in_stream_blo
     return r.u32("xid");
 }
 
-lsn read_lsn(byte_reader& r, const char* field) { return lsn{r.u64(field)}; }
+lsn read_lsn(byte_reader& r, const char* field) {
+    return lsn{r.u64(field)};
+}
 
 // TupleData: Int16 column count, then per column a kind byte and, for 't' and 'b', Int32 length
 // and the bytes.
@@ -171,11 +173,12 @@ message_variant decode(std::span<const std::byte> bytes, bool in_stream_block) {
         m.options = r.u8("truncate options");
         // Each OID takes 4 bytes: check before reserving so a forged count cannot allocate.
         if (n > r.remaining() / 4) {
-            r.fail("truncate relation count", std::to_string(n) + " relations in " +
-                                                  std::to_string(r.remaining()) + " bytes");
+            r.fail("truncate relation count",
+                   std::to_string(n) + " relations in " + std::to_string(r.remaining()) + " bytes");
         }
         m.relations.reserve(n);
-        for (std::uint32_t i = 0; i < n; ++i) m.relations.push_back(r.u32("truncate relation id"));
+        for (std::uint32_t i = 0; i < n; ++i)
+            m.relations.push_back(r.u32("truncate relation id"));
         out = std::move(m);
         break;
     }
@@ -197,7 +200,8 @@ message_variant decode(std::span<const std::byte> bytes, bool in_stream_block) {
         stream_start m;
         m.xid = r.u32("xid");
         auto first = r.u8("first segment flag");
-        if (first > 1) r.fail("first segment flag", "expected 0 or 1, got " + std::to_string(first));
+        if (first > 1)
+            r.fail("first segment flag", "expected 0 or 1, got " + std::to_string(first));
         m.first_segment = first == 1;
         out = m;
         break;

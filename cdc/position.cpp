@@ -7,9 +7,11 @@ namespace pgpush::cdc {
 void append_position(std::string& out, position p) {
     static constexpr char hex[] = "0123456789ABCDEF";
     char buf[25];
-    for (int i = 0; i < 16; ++i) buf[i] = hex[(p.commit_lsn.value >> (60 - 4 * i)) & 0xF];
+    for (int i = 0; i < 16; ++i)
+        buf[i] = hex[(p.commit_lsn.value >> (60 - 4 * i)) & 0xF];
     buf[16] = '-';
-    for (int i = 0; i < 8; ++i) buf[17 + i] = hex[(p.index >> (28 - 4 * i)) & 0xF];
+    for (int i = 0; i < 8; ++i)
+        buf[17 + i] = hex[(p.index >> (28 - 4 * i)) & 0xF];
     out.append(buf, sizeof buf);
 }
 

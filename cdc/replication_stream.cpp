@@ -50,8 +50,8 @@ public:
 // Output settings value_json relies on; pinned on the replication connection whatever the
 // server's or role's defaults are.
 const std::vector<std::pair<std::string, std::string>> output_settings = {
-    {"DateStyle", "ISO"},           {"TimeZone", "UTC"},    {"IntervalStyle", "iso_8601"},
-    {"extra_float_digits", "3"},    {"bytea_output", "hex"}, {"client_encoding", "UTF8"},
+    {"DateStyle", "ISO"},        {"TimeZone", "UTC"},     {"IntervalStyle", "iso_8601"},
+    {"extra_float_digits", "3"}, {"bytea_output", "hex"}, {"client_encoding", "UTF8"},
 };
 
 std::string start_replication_sql(const stream_config& c, lsn start) {
@@ -62,8 +62,8 @@ std::string start_replication_sql(const stream_config& c, lsn start) {
     }
     std::string sql = "START_REPLICATION SLOT " + pg::quote_identifier(c.slot) + " LOGICAL " +
                       to_string(start) + " (proto_version " +
-                      pg::quote_literal(std::to_string(c.proto_version)) +
-                      ", publication_names " + pg::quote_literal(pubs);
+                      pg::quote_literal(std::to_string(c.proto_version)) + ", publication_names " +
+                      pg::quote_literal(pubs);
     if (c.messages) sql += ", messages 'true'";
     sql += ")";
     return sql;
@@ -202,11 +202,13 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     if (config_.temporary_slot) {
         if (temporary_slot_created_) {
             throw fatal_stop(stop_reason::temporary_slot_lost,
-                             "temporary slot \"" + config_.slot + "\" was lost with its connection");
+                             "temporary slot \"" + config_.slot +
+                                 "\" was lost with its connection");
         }
         try {
             co_await pg::async_exec(s.conn.get(), s.socket,
-                                    "CREATE_REPLICATION_SLOT " + pg::quote_identifier(config_.slot) +
+                                    "CREATE_REPLICATION_SLOT " +
+                                        pg::quote_identifier(config_.slot) +
                                         " TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')");
         } catch (const pg::error& e) {
             throw fatal_stop(stop_reason::server_error,
@@ -232,10 +234,9 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     s.status_timer.expires_at(next_status);
 
     auto send_status = [&]() -> net::awaitable<void> {
-        auto msg = walsender::encode_status_update(feedback_.received(), feedback_.flushed(),
-                                                   feedback_.flushed(),
-                                                   to_pg_timestamp(std::chrono::system_clock::now()),
-                                                   false);
+        auto msg = walsender::encode_status_update(
+            feedback_.received(), feedback_.flushed(), feedback_.flushed(),
+            to_pg_timestamp(std::chrono::system_clock::now()), false);
         while (true) {
             int r = PQputCopyData(s.conn.get(), reinterpret_cast<const char*>(msg.data()),
                                   static_cast<int>(msg.size()));
@@ -295,7 +296,8 @@ void replication_stream::drain(session& s) {
             if (r) {
                 if (const char* st = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE)) state = st;
             }
-            while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+            while (!msg.empty() && msg.back() == '\n')
+                msg.pop_back();
             pg::error e(msg.empty() ? "server ended the replication stream" : msg, state);
             throw_if_fatal(e);
             throw e;

@@ -52,7 +52,8 @@ bool valid_slot_name(std::string_view name) {
 namespace {
 
 std::string one_line(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+        s.pop_back();
     for (auto& c : s) {
         if (c == '\n') c = ' ';
     }
@@ -109,15 +110,17 @@ void check_publication(pqxx::nontransaction& tx, const source_config& config,
                      pg::quote_identifier(config.publication) +
                      " FOR TABLE ...) or name tables with --table");
         }
-        std::string sql = "CREATE PUBLICATION " + pg::quote_identifier(config.publication) +
-                          (tables.empty() ? " FOR ALL TABLES" : " FOR TABLE " + table_list_sql(tables));
+        std::string sql =
+            "CREATE PUBLICATION " + pg::quote_identifier(config.publication) +
+            (tables.empty() ? " FOR ALL TABLES" : " FOR TABLE " + table_list_sql(tables));
         try {
             tx.exec(sql);
         } catch (const pqxx::insufficient_privilege& e) {
             fail(setup_error_code::permission_denied,
                  "cannot create publication \"" + config.publication + "\": " + one_line(e.what()) +
-                     (tables.empty() ? "; FOR ALL TABLES needs a superuser: name tables with --table"
-                                     : "; the tables' owner (or a superuser) must run: " + sql));
+                     (tables.empty()
+                          ? "; FOR ALL TABLES needs a superuser: name tables with --table"
+                          : "; the tables' owner (or a superuser) must run: " + sql));
         } catch (const pqxx::unique_violation&) {
             // Created concurrently by another process: fine, it is checked below.
         }
@@ -145,13 +148,14 @@ void check_slot(pqxx::nontransaction& tx, const source_config& config, source_in
                                "FROM pg_replication_slots WHERE slot_name = $1",
                                config.slot);
     if (!slot.empty()) {
-        auto plugin = slot[0][0].is_null() ? std::string("(physical)") : slot[0][0].as<std::string>();
+        auto plugin =
+            slot[0][0].is_null() ? std::string("(physical)") : slot[0][0].as<std::string>();
         auto database = slot[0][1].is_null() ? std::string() : slot[0][1].as<std::string>();
         if (plugin != "pgoutput" || database != info.database) {
             fail(setup_error_code::slot_mismatch,
                  "slot \"" + config.slot + "\" exists but is for plugin " + plugin +
-                     (database.empty() ? "" : " on database " + database) +
-                     ", not pgoutput on " + info.database + ": choose another --slot");
+                     (database.empty() ? "" : " on database " + database) + ", not pgoutput on " +
+                     info.database + ": choose another --slot");
         }
         if (!slot[0][2].is_null() && slot[0][2].as<std::string>() == "lost") {
             fail(setup_error_code::slot_invalidated,
@@ -203,21 +207,22 @@ source_info prepare_source(const source_config& config) {
     }
     pqxx::nontransaction tx(*conn);
     source_info info;
-    auto who = tx.exec("SELECT current_setting('server_version_num')::int, current_database(), "
-                       "current_user, current_setting('wal_level'), "
-                       "current_setting('max_wal_senders')::int, "
-                       "current_setting('max_replication_slots')::int, "
-                       "(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), "
-                       "pg_encoding_to_char((SELECT encoding FROM pg_database WHERE datname = "
-                       "current_database()))");
+    auto who =
+        tx.exec("SELECT current_setting('server_version_num')::int, current_database(), "
+                "current_user, current_setting('wal_level'), "
+                "current_setting('max_wal_senders')::int, "
+                "current_setting('max_replication_slots')::int, "
+                "(SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user), "
+                "pg_encoding_to_char((SELECT encoding FROM pg_database WHERE datname = "
+                "current_database()))");
     info.server_version = who[0][0].as<int>();
     info.database = who[0][1].as<std::string>();
     info.user = who[0][2].as<std::string>();
     info.encoding = who[0][7].as<std::string>();
     if (info.server_version < 140000) {
-        fail(setup_error_code::server_too_old,
-             "PostgreSQL " + std::to_string(info.server_version / 10000) +
-                 " is too old: pgpush needs 14 or later");
+        fail(setup_error_code::server_too_old, "PostgreSQL " +
+                                                   std::to_string(info.server_version / 10000) +
+                                                   " is too old: pgpush needs 14 or later");
     }
     if (auto level = who[0][3].as<std::string>(); level != "logical") {
         fail(setup_error_code::wal_level_not_logical,
@@ -243,8 +248,10 @@ source_info prepare_source(const source_config& config) {
     }
 
     std::vector<table_ref> tables;
-    for (const auto& t : config.tables) tables.push_back(resolve_table(tx, t));
-    for (const auto& t : tables) info.tables.push_back(t.qualified());
+    for (const auto& t : config.tables)
+        tables.push_back(resolve_table(tx, t));
+    for (const auto& t : tables)
+        info.tables.push_back(t.qualified());
 
     check_publication(tx, config, tables, info);
     if (!config.temporary_slot) check_slot(tx, config, info);

@@ -112,8 +112,8 @@ type_catalog::type_catalog() {
         if (b.array_id != 0) {
             // box is the one built-in type whose arrays are delimited by ';'.
             char delim = b.id == 603 ? ';' : ',';
-            types_[b.array_id] = type_info{b.array_id, std::string("_") + b.name, type_kind::array,
-                                           b.id, delim, {}};
+            types_[b.array_id] =
+                type_info{b.array_id, std::string("_") + b.name, type_kind::array, b.id, delim, {}};
         }
     }
 }
@@ -159,7 +159,8 @@ std::vector<oid> type_catalog::missing(oid id) const {
             continue;
         }
         if (t->kind == type_kind::array || t->kind == type_kind::domain) todo.push_back(t->element);
-        for (const auto& f : t->fields) todo.push_back(f.type);
+        for (const auto& f : t->fields)
+            todo.push_back(f.type);
     }
     return out;
 }

@@ -37,8 +37,8 @@ struct type_info {
     oid id = 0;
     std::string name; // "int4", or "schema.name" for types outside pg_catalog
     type_kind kind = type_kind::text;
-    oid element = 0;      // array: element type; domain: base type
-    char delimiter = ','; // array element delimiter (';' for box)
+    oid element = 0;                // array: element type; domain: base type
+    char delimiter = ',';           // array element delimiter (';' for box)
     std::vector<type_field> fields; // composite: attributes in order
 };
 
@@ -47,7 +47,7 @@ struct pg_type_row {
     oid id = 0;
     std::string nspname;
     std::string typname;
-    char typtype = 'b';     // b(ase), c(omposite), d(omain), e(num), p(seudo), r(ange), m(ultirange)
+    char typtype = 'b'; // b(ase), c(omposite), d(omain), e(num), p(seudo), r(ange), m(ultirange)
     char typcategory = 'U'; // A(rray), B(oolean), N(umeric), ...
     oid typelem = 0;
     char typdelim = ',';

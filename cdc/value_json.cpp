@@ -13,7 +13,9 @@ namespace {
 // Arrays of composites of arrays... nest; Postgres bounds it, this bounds a hostile catalog.
 constexpr int max_depth = 16;
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 struct decimal {
     bool negative = false;
@@ -76,7 +78,8 @@ bool iso_datetime_prefix(std::string_view s) {
 std::size_t skip_fraction(std::string_view s, std::size_t i) {
     if (i < s.size() && s[i] == '.') {
         ++i;
-        while (i < s.size() && is_digit(s[i])) ++i;
+        while (i < s.size() && is_digit(s[i]))
+            ++i;
     }
     return i;
 }
@@ -126,8 +129,8 @@ void append_timestamptz(std::string& out, std::string_view s) {
     out.push_back('"');
 }
 
-void encode(std::string& out, const type_catalog& types, const type_info& t,
-            std::string_view text, int depth);
+void encode(std::string& out, const type_catalog& types, const type_info& t, std::string_view text,
+            int depth);
 
 bool is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -153,7 +156,8 @@ struct element_reader {
         std::size_t keep = 0; // length up to the last character that must stay
         bool in_quotes = false;
         if (!record) {
-            while (i < s.size() && is_space(s[i])) ++i;
+            while (i < s.size() && is_space(s[i]))
+                ++i;
         }
         while (i < s.size()) {
             char c = s[i];
@@ -208,7 +212,8 @@ bool append_array_level(std::string& out, const type_catalog& types, const type_
     ++r.i;
     out.push_back('[');
     auto skip_ws = [&] {
-        while (r.i < r.s.size() && is_space(r.s[r.i])) ++r.i;
+        while (r.i < r.s.size() && is_space(r.s[r.i]))
+            ++r.i;
     };
     skip_ws();
     if (r.i < r.s.size() && r.s[r.i] == '}') {
@@ -294,8 +299,8 @@ bool append_composite(std::string& out, const type_catalog& types, const type_in
     return true;
 }
 
-void encode(std::string& out, const type_catalog& types, const type_info& t,
-            std::string_view text, int depth) {
+void encode(std::string& out, const type_catalog& types, const type_info& t, std::string_view text,
+            int depth) {
     switch (t.kind) {
     case type_kind::text:
     case type_kind::domain: // resolve() never returns one; kept total for the compiler

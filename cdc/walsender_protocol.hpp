@@ -37,8 +37,7 @@ server_message decode(std::span<const std::byte> bytes);
 
 // 'r': standby status update. written/flushed/applied are "last byte + 1" positions.
 constexpr std::size_t status_update_size = 34;
-std::array<std::byte, status_update_size> encode_status_update(lsn written, lsn flushed,
-                                                               lsn applied, pg_timestamp now,
-                                                               bool reply_requested);
+std::array<std::byte, status_update_size>
+encode_status_update(lsn written, lsn flushed, lsn applied, pg_timestamp now, bool reply_requested);
 
 } // namespace pgpush::cdc::walsender

@@ -1,7 +1,5 @@
 #include "main/tail_command.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -9,6 +7,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -184,7 +183,8 @@ std::string short_hash(const std::vector<std::string>& items) {
 std::optional<lsn> lsn_option(const std::string& text, const char* flag) {
     if (text.empty()) return std::nullopt;
     auto l = parse_lsn(text);
-    if (!l) die("bad_option", std::string(flag) + " \"" + text + "\" is not an LSN like 16/B374D848");
+    if (!l)
+        die("bad_option", std::string(flag) + " \"" + text + "\" is not an LSN like 16/B374D848");
     return l;
 }
 
@@ -238,37 +238,38 @@ int run_tail(const tail_options& o) {
         if (!capture) die("bad_option", "cannot write --capture file " + o.capture);
         config.on_raw_message = [f = capture.get()](std::span<const std::byte> bytes) {
             const auto n = static_cast<std::uint32_t>(bytes.size());
-            const unsigned char len[4] = {static_cast<unsigned char>(n >> 24),
-                                          static_cast<unsigned char>(n >> 16),
-                                          static_cast<unsigned char>(n >> 8),
-                                          static_cast<unsigned char>(n)};
+            const unsigned char len[4] = {
+                static_cast<unsigned char>(n >> 24), static_cast<unsigned char>(n >> 16),
+                static_cast<unsigned char>(n >> 8), static_cast<unsigned char>(n)};
             if (std::fwrite(len, 1, 4, f) != 4 || std::fwrite(bytes.data(), 1, n, f) != n) {
                 throw std::runtime_error("writing the --capture file failed");
             }
         };
     }
 
-    replication_stream stream(io.get_executor(), config, types, sink,
-                              [&](std::span<const oid> ids) {
-                                  try {
-                                      loader.load(types, ids);
-                                  } catch (const std::exception& e) {
-                                      // Retried like a lost connection: never guess a type.
-                                      throw pg::error(std::string("loading type info: ") + e.what());
-                                  }
-                              });
+    replication_stream stream(
+        io.get_executor(), config, types, sink, [&](std::span<const oid> ids) {
+            try {
+                loader.load(types, ids);
+            } catch (const std::exception& e) {
+                // Retried like a lost connection: never guess a type.
+                throw pg::error(std::string("loading type info: ") + e.what());
+            }
+        });
     sink.confirm = [&](lsn l) { stream.confirm(l); };
 
     std::optional<notify_listener> listener;
     if (!o.channels.empty()) {
-        listener.emplace(io.get_executor(), o.db,
-                         notify_listener::handlers{[&](const notification& n) { sink.on_notify(n); },
-                                                   [] {
-                                                       spdlog::warn("notify listener reconnected: "
-                                                                    "notifications sent while it "
-                                                                    "was down are lost");
-                                                   }});
-        for (const auto& ch : o.channels) listener->listen(ch);
+        listener.emplace(
+            io.get_executor(), o.db,
+            notify_listener::handlers{[&](const notification& n) { sink.on_notify(n); },
+                                      [] {
+                                          spdlog::warn("notify listener reconnected: "
+                                                       "notifications sent while it "
+                                                       "was down are lost");
+                                      }});
+        for (const auto& ch : o.channels)
+            listener->listen(ch);
     }
 
     net::signal_set signals(io, SIGINT, SIGTERM);

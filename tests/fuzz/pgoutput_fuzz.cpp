@@ -58,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     change_assembler assembler(types, sink);
     while (rest.size() >= 4) {
         std::uint32_t n = 0;
-        for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<std::uint8_t>(rest[i]);
+        for (int i = 0; i < 4; ++i)
+            n = (n << 8) | static_cast<std::uint8_t>(rest[i]);
         rest = rest.subspan(4);
         if (n > rest.size()) break;
         auto frame = rest.subspan(0, n);

@@ -25,16 +25,20 @@ const type_catalog& catalog() {
         t.put(type_info{90001, "pair", type_kind::composite, 0, ',', {{"x", 23}, {"label", 25}}});
         t.put(type_info{90002, "_pair", type_kind::array, 90001, ',', {}});
         t.put(type_info{90003, "posint", type_kind::domain, 23, ',', {}});
-        t.put(type_info{90004, "nested", type_kind::composite, 0, ',',
+        t.put(type_info{90004,
+                        "nested",
+                        type_kind::composite,
+                        0,
+                        ',',
                         {{"p", 90001}, {"tags", 1007}, {"doc", 3802}}});
         return t;
     }();
     return c;
 }
 
-constexpr oid types[] = {16,   20,   21,   23,   25,   114,  700,  701,  1007, 1009,  1016,
-                         1020, 1022, 1114, 1184, 1185, 1231, 1700, 3802, 3807, 90001, 90002,
-                         90003, 90004, 17,  1082, 2950, 99999};
+constexpr oid types[] = {16,    20,    21,    23,    25,   114,  700,  701,  1007, 1009,
+                         1016,  1020,  1022,  1114,  1184, 1185, 1231, 1700, 3802, 3807,
+                         90001, 90002, 90003, 90004, 17,   1082, 2950, 99999};
 
 void require_valid_json(const std::string& s) {
     std::string check;

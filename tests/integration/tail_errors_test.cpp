@@ -25,7 +25,8 @@ std::string last_line(const std::string& s) {
     auto end = s.find_last_not_of('\n');
     if (end == std::string::npos) return "";
     auto start = s.rfind('\n', end);
-    return s.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+    return s.substr(start == std::string::npos ? 0 : start + 1,
+                    end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 void expect_error(const outcome& o, const std::string& code, const std::string& hint) {

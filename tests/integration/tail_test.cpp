@@ -26,7 +26,8 @@ TEST_F(tail_test, prints_insert_update_delete_in_commit_order) {
 
     EXPECT_EQ(b["op"], "update");
     EXPECT_EQ(b["row"], json({{"id", 1}, {"body", "uno"}}));
-    EXPECT_EQ(b["old"], nullptr) << "default replica identity sends no old row unless the key moves";
+    EXPECT_EQ(b["old"], nullptr)
+        << "default replica identity sends no old row unless the key moves";
     EXPECT_EQ(c["op"], "insert");
     EXPECT_EQ(c["row"]["id"], 2);
     // Same transaction: same commit position, consecutive indexes, same xid and commit time.
@@ -66,7 +67,8 @@ TEST_F(tail_test, key_change_sends_only_the_old_key) {
     auto tail = start_tail({"--table", "keymove"});
     pg().exec("UPDATE keymove SET id = 2");
     json u = next(*tail);
-    EXPECT_EQ(u["old"], json({{"id", 1}})) << "non-key columns of a key tuple are not sent, not null";
+    EXPECT_EQ(u["old"], json({{"id", 1}}))
+        << "non-key columns of a key tuple are not sent, not null";
     EXPECT_EQ(u["row"], json({{"id", 2}, {"body", "a"}}));
 }
 
@@ -150,21 +152,26 @@ TEST_F(tail_test, logical_messages_and_notify) {
 // Terminates the walsender serving `slot` and waits until it is gone.
 void kill_walsender(pg_cluster& pg, const std::string& slot) {
     pg.exec("SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE "
-            "slot_name = '" + slot + "' AND active_pid IS NOT NULL");
+            "slot_name = '" +
+            slot + "' AND active_pid IS NOT NULL");
 }
 
 TEST_F(tail_test, reconnects_after_walsender_dies_without_loss_or_duplicate) {
     pg().exec("CREATE TABLE resilient (id int PRIMARY KEY)");
     auto tail = start_tail({"--table", "resilient", "--slot", "resilient_slot"});
-    for (int i = 1; i <= 5; ++i) pg().exec("INSERT INTO resilient VALUES (" + std::to_string(i) + ")");
-    for (int i = 1; i <= 5; ++i) EXPECT_EQ(next(*tail)["row"]["id"], i);
+    for (int i = 1; i <= 5; ++i)
+        pg().exec("INSERT INTO resilient VALUES (" + std::to_string(i) + ")");
+    for (int i = 1; i <= 5; ++i)
+        EXPECT_EQ(next(*tail)["row"]["id"], i);
 
     kill_walsender(pg(), "resilient_slot");
-    for (int i = 6; i <= 10; ++i) pg().exec("INSERT INTO resilient VALUES (" + std::to_string(i) + ")");
+    for (int i = 6; i <= 10; ++i)
+        pg().exec("INSERT INTO resilient VALUES (" + std::to_string(i) + ")");
     ASSERT_TRUE(tail->wait_for_stderr("streaming from slot", 2)) << tail->stderr_text();
     // Exactly 6..10 and then the sentinel: nothing lost, nothing repeated.
     pg().exec("INSERT INTO resilient VALUES (100)");
-    for (int i : {6, 7, 8, 9, 10, 100}) EXPECT_EQ(next(*tail)["row"]["id"], i);
+    for (int i : {6, 7, 8, 9, 10, 100})
+        EXPECT_EQ(next(*tail)["row"]["id"], i);
 }
 
 TEST_F(tail_test, survives_a_postgres_restart) {

@@ -1,21 +1,20 @@
 #include "tests/support/pg_cluster.hpp"
 
 #include <arpa/inet.h>
+#include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
+#include <fstream>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sstream>
+#include <stdexcept>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-#include <stdexcept>
 
 #include <libpq-fe.h>
 
@@ -47,7 +46,8 @@ void become(const server_user& u) {
 
 std::vector<char*> c_argv(std::vector<std::string>& args) {
     std::vector<char*> v;
-    for (auto& a : args) v.push_back(a.data());
+    for (auto& a : args)
+        v.push_back(a.data());
     v.push_back(nullptr);
     return v;
 }
@@ -69,7 +69,8 @@ int run(std::vector<std::string> args, const server_user& u, std::string& output
     ::close(fds[1]);
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(fds[0], buf, sizeof buf)) > 0) output.append(buf, static_cast<std::size_t>(n));
+    while ((n = ::read(fds[0], buf, sizeof buf)) > 0)
+        output.append(buf, static_cast<std::size_t>(n));
     ::close(fds[0]);
     int status = 0;
     ::waitpid(pid, &status, 0);
@@ -128,10 +129,13 @@ pg_cluster::pg_cluster(cluster_options options) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     std::vector<std::string> reaper_args = {
-        "/bin/sh", "-c",
+        "/bin/sh",
+        "-c",
         "trap '' INT TERM HUP; read -r _; \"$0\" -D \"$1\" -m immediate -w stop >/dev/null 2>&1; "
         "rm -rf \"$2\"",
-        bindir() + "/pg_ctl", data_dir_, root_};
+        bindir() + "/pg_ctl",
+        data_dir_,
+        root_};
     auto argv = c_argv(reaper_args);
     reaper_ = ::fork();
     if (reaper_ < 0) throw std::runtime_error("fork failed");
@@ -169,7 +173,8 @@ pg_cluster::pg_cluster(cluster_options options) {
                  << "fsync = off\n"
                  << "full_page_writes = off\n"
                  << "log_min_messages = warning\n";
-            for (const auto& [k, v] : options.settings) conf << k << " = '" << v << "'\n";
+            for (const auto& [k, v] : options.settings)
+                conf << k << " = '" << v << "'\n";
         }
         if (user.drop) {
             if (::chown((data_dir_ + "/postgresql.auto.conf").c_str(), user.uid, user.gid) != 0) {
@@ -199,8 +204,8 @@ std::string pg_cluster::url(const std::string& db, const std::string& user) cons
 }
 
 void pg_cluster::pg_ctl(const std::vector<std::string>& args) const {
-    std::vector<std::string> full = {bindir() + "/pg_ctl", "-D", data_dir_, "-l", log_file_, "-w",
-                                     "-t", "120"};
+    std::vector<std::string> full = {
+        bindir() + "/pg_ctl", "-D", data_dir_, "-l", log_file_, "-w", "-t", "120"};
     full.insert(full.end(), args.begin(), args.end());
     std::string out;
     if (run(full, the_server_user(), out) != 0) {
@@ -209,9 +214,15 @@ void pg_cluster::pg_ctl(const std::vector<std::string>& args) const {
     }
 }
 
-void pg_cluster::start() { pg_ctl({"start"}); }
-void pg_cluster::stop(const std::string& mode) { pg_ctl({"-m", mode, "stop"}); }
-void pg_cluster::restart(const std::string& mode) { pg_ctl({"-m", mode, "restart"}); }
+void pg_cluster::start() {
+    pg_ctl({"start"});
+}
+void pg_cluster::stop(const std::string& mode) {
+    pg_ctl({"-m", mode, "stop"});
+}
+void pg_cluster::restart(const std::string& mode) {
+    pg_ctl({"-m", mode, "restart"});
+}
 
 namespace {
 

@@ -7,10 +7,9 @@
 
 #include <chrono>
 #include <string>
+#include <sys/types.h>
 #include <utility>
 #include <vector>
-
-#include <sys/types.h>
 
 namespace pgpush::testing {
 

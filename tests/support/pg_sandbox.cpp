@@ -6,14 +6,13 @@
 // PGPUSH_DB and DATABASE_URL, runs COMMAND, and stops and deletes the cluster when COMMAND exits or
 // this program is interrupted. Exits with COMMAND's status.
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <signal.h>
 #include <string>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 #include "tests/support/pg_cluster.hpp"

@@ -1,20 +1,21 @@
 #include "tests/support/subprocess.hpp"
 
+#include <cstdlib>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdexcept>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cstdlib>
-#include <stdexcept>
 
 namespace pgpush::testing {
 
 using clock = std::chrono::steady_clock;
 
-std::string pgpush_binary() { return PGPUSH_BINARY; }
+std::string pgpush_binary() {
+    return PGPUSH_BINARY;
+}
 
 subprocess::subprocess(std::vector<std::string> argv,
                        std::vector<std::pair<std::string, std::string>> env) {
@@ -23,7 +24,8 @@ subprocess::subprocess(std::vector<std::string> argv,
         throw std::runtime_error("pipe failed");
     }
     std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
+    for (auto& a : argv)
+        args.push_back(a.data());
     args.push_back(nullptr);
     const pid_t parent = ::getpid();
     pid_ = ::fork();
@@ -34,7 +36,8 @@ subprocess::subprocess(std::vector<std::string> argv,
         if (::getppid() != parent) _exit(127);
         ::dup2(out[1], 1);
         ::dup2(err[1], 2);
-        for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+        for (const auto& [k, v] : env)
+            ::setenv(k.c_str(), v.c_str(), 1);
         ::execv(args[0], args.data());
         _exit(127);
     }
@@ -113,7 +116,9 @@ bool subprocess::wait_for_stderr(const std::string& needle, int count,
     }
 }
 
-void subprocess::signal(int sig) { ::kill(pid_, sig); }
+void subprocess::signal(int sig) {
+    ::kill(pid_, sig);
+}
 
 std::optional<int> subprocess::wait(std::chrono::milliseconds timeout) {
     if (status_) return status_;
