@@ -45,6 +45,7 @@ public:
     // A NUL-terminated string (the protocol's "String"); the NUL is consumed, not returned.
     std::string_view cstring(const char* field) {
         auto rest = bytes_.subspan(offset_);
+        if (rest.empty()) fail(field, "unterminated string"); // memchr may not take a null pointer
         const void* nul = std::memchr(rest.data(), 0, rest.size());
         if (nul == nullptr) fail(field, "unterminated string");
         auto len = static_cast<std::size_t>(static_cast<const std::byte*>(nul) - rest.data());

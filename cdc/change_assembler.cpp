@@ -33,15 +33,31 @@ const relation_schema* change_assembler::find_relation(oid id) const {
     return it == relations_.end() ? nullptr : it->second.get();
 }
 
+void change_assembler::restart() {
+    if (in_txn_ && !skip_all_) {
+        partial_lsn_ = txn_.commit_lsn;
+        partial_next_ = next_index_;
+    }
+    in_txn_ = false;
+}
+
+void change_assembler::skip_through(lsn commit_lsn) {
+    if (commit_lsn > done_through_) done_through_ = commit_lsn;
+    if (commit_lsn > messages_through_) messages_through_ = commit_lsn;
+}
+
 void change_assembler::on(pgoutput::begin& m) {
-    if (in_txn_)
+    if (in_txn_) {
         throw protocol_error("Begin for xid " + std::to_string(m.xid) + " inside transaction " +
                              std::to_string(txn_.xid));
+    }
     txn_ = transaction_info{m.xid, m.final_lsn, m.commit_time};
     in_txn_ = true;
     next_index_ = 0;
-    skipping_ = skip_through_.valid() && m.final_lsn <= skip_through_;
-    if (!skipping_) sink_.on_begin(txn_);
+    skip_all_ = done_through_.valid() && m.final_lsn <= done_through_;
+    const bool resuming = !skip_all_ && partial_lsn_.valid() && m.final_lsn == partial_lsn_;
+    resume_from_index_ = resuming ? partial_next_ : 0;
+    if (!skip_all_ && !resuming) sink_.on_begin(txn_);
 }
 
 void change_assembler::on(pgoutput::commit& m) {
@@ -51,8 +67,11 @@ void change_assembler::on(pgoutput::commit& m) {
                              " for a transaction begun at " + to_string(txn_.commit_lsn));
     }
     in_txn_ = false;
-    if (!skipping_) sink_.on_commit(txn_, m.end_lsn);
-    skipping_ = false;
+    if (skip_all_) return;
+    sink_.on_commit(txn_, m.end_lsn);
+    done_through_ = txn_.commit_lsn;
+    partial_lsn_ = {};
+    partial_next_ = 0;
 }
 
 void change_assembler::on(pgoutput::relation& m) {
@@ -105,6 +124,11 @@ void change_assembler::check_width(const relation_schema& r, const pgoutput::tup
     }
 }
 
+void change_assembler::deliver(const change& c) {
+    // start_change() already took the index; compare with the one this change got.
+    if (!skip_all_ && c.pos.index >= resume_from_index_) sink_.on_change(c);
+}
+
 change change_assembler::start_change(change_op op, const std::shared_ptr<const relation_schema>& r,
                                       const char* what) {
     if (!in_txn_) throw protocol_error(std::string(what) + " outside a transaction");
@@ -133,7 +157,7 @@ void change_assembler::on(pgoutput::insert& m) {
     check_width(*r, m.new_tuple, "Insert");
     change c = start_change(change_op::insert, r, "Insert");
     c.row = &m.new_tuple;
-    if (!skipping_) sink_.on_change(c);
+    deliver(c);
 }
 
 void change_assembler::on(pgoutput::update& m) {
@@ -159,7 +183,7 @@ void change_assembler::on(pgoutput::update& m) {
         c.old = &m.old_tuple;
         c.old_kind = m.old;
     }
-    if (!skipping_) sink_.on_change(c);
+    deliver(c);
 }
 
 void change_assembler::on(pgoutput::delete_& m) {
@@ -169,15 +193,20 @@ void change_assembler::on(pgoutput::delete_& m) {
     change c = start_change(change_op::delete_, r, "Delete");
     c.old = &m.old_tuple;
     c.old_kind = m.old;
-    if (!skipping_) sink_.on_change(c);
+    deliver(c);
 }
 
 void change_assembler::on(pgoutput::truncate& m) {
-    for (oid id : m.relations) {
-        change c = start_change(change_op::truncate, relation_for(id, "Truncate"), "Truncate");
+    // Resolve every relation first: a Truncate naming an unknown one is rejected whole, not
+    // after part of it was handed over.
+    std::vector<const std::shared_ptr<const relation_schema>*> targets;
+    targets.reserve(m.relations.size());
+    for (oid id : m.relations) targets.push_back(&relation_for(id, "Truncate"));
+    for (const auto* r : targets) {
+        change c = start_change(change_op::truncate, *r, "Truncate");
         c.truncate_cascade = m.cascade();
         c.truncate_restart_identity = m.restart_identity();
-        if (!skipping_) sink_.on_change(c);
+        deliver(c);
     }
 }
 
@@ -188,13 +217,15 @@ void change_assembler::on(pgoutput::message& m) {
     lm.content = m.content;
     if (m.transactional) {
         if (!in_txn_) throw protocol_error("transactional Message outside a transaction");
+        const bool hand_over = handing_over();
         lm.pos = position{txn_.commit_lsn, next_index_++};
         lm.txn = &txn_;
-        if (skipping_) return;
-    } else {
-        lm.pos = position{m.message_lsn, 0};
-        if (skip_through_.valid() && m.message_lsn <= skip_through_) return;
+        if (hand_over) sink_.on_message(lm);
+        return;
     }
+    lm.pos = position{m.message_lsn, 0};
+    if (messages_through_.valid() && m.message_lsn <= messages_through_) return;
+    messages_through_ = m.message_lsn;
     sink_.on_message(lm);
 }
 

@@ -30,10 +30,16 @@ public:
 
     bool in_transaction() const { return in_txn_; }
 
-    // Transactions committing at or before `lsn` are dropped silently. After a reconnect, the
-    // server may resend what this process already delivered; the caller sets the last commit LSN
-    // it handed to the sink.
-    void skip_through(lsn commit_lsn) { skip_through_ = commit_lsn; }
+    // The connection was lost. An open transaction is abandoned (the server will send it again,
+    // from its Begin); everything already handed to the sink is remembered and not handed over
+    // twice: whole transactions, the first changes of one cut off mid-way (its Begin is not
+    // repeated either; the rest of its changes and its Commit follow), and non-transactional
+    // messages.
+    void restart();
+
+    // Also drop transactions committing at or before `commit_lsn`, and non-transactional
+    // messages at or before it: what the consumer already has from an earlier run.
+    void skip_through(lsn commit_lsn);
 
     const relation_schema* find_relation(oid id) const;
 
@@ -57,16 +63,26 @@ private:
     void check_width(const relation_schema& r, const pgoutput::tuple& t, const char* what) const;
     change start_change(change_op op, const std::shared_ptr<const relation_schema>& r,
                         const char* what);
+    void deliver(const change& c);
 
     type_catalog& types_;
     change_sink& sink_;
     type_loader need_types_;
     std::unordered_map<oid, std::shared_ptr<const relation_schema>> relations_;
+    // Whether the change at next_index_ of the open transaction goes to the sink.
+    bool handing_over() const { return !skip_all_ && next_index_ >= resume_from_index_; }
+
     transaction_info txn_;
     bool in_txn_ = false;
-    bool skipping_ = false;
     std::uint32_t next_index_ = 0;
-    lsn skip_through_;
+
+    // What was handed over already (see restart()).
+    lsn done_through_;               // whole transactions committing at or before
+    lsn partial_lsn_;                // a transaction cut off after partial_next_ changes
+    std::uint32_t partial_next_ = 0;
+    lsn messages_through_;           // non-transactional messages at or before
+    bool skip_all_ = false;          // the open transaction was handed over whole before
+    std::uint32_t resume_from_index_ = 0; // the open transaction's first change to hand over
 };
 
 } // namespace pgpush::cdc

@@ -226,7 +226,9 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     }
     delay.reset();
     stats_.connected = true;
-    assembler_.skip_through(last_handed_commit_);
+    // A new walsender starts at the slot's confirmed position, which may be before what was
+    // handed over (even mid-transaction); the assembler drops what the sink already has.
+    assembler_.restart();
     spdlog::info("streaming from slot \"{}\" at {}", config_.slot,
                  start.valid() ? to_string(start) : std::string("its confirmed position"));
 
@@ -338,7 +340,6 @@ void replication_stream::handle(session& s, std::span<const std::byte> bytes) {
     assembler_.feed(m);
     if (const auto* c = std::get_if<pgoutput::commit>(&m)) {
         feedback_.on_commit_handed_over(c->end_lsn);
-        last_handed_commit_ = c->commit_lsn;
         stats_.transactions.fetch_add(1, std::memory_order_relaxed);
         stats_.last_commit_time = c->commit_time;
         if (config_.end.valid() && c->end_lsn >= config_.end) end_reached_ = true;

@@ -107,7 +107,6 @@ private:
     bool stopping_ = false;
     bool end_reached_ = false;
     bool temporary_slot_created_ = false;
-    lsn last_handed_commit_;
     session* current_ = nullptr;
     net::steady_timer* pause_ = nullptr;
 };

@@ -166,9 +166,9 @@ std::vector<oid> type_catalog::missing(oid id) const {
 }
 
 type_info classify(const pg_type_row& row) {
-    for (const auto& b : builtins) {
-        if (b.id == row.id) return type_info{b.id, b.name, b.kind, 0, ',', {}};
-    }
+    // Built-in types (and their arrays) keep the kinds the catalog starts with.
+    static const type_catalog defaults;
+    if (const type_info* known = defaults.find(row.id)) return *known;
     type_info t;
     t.id = row.id;
     t.name = qualified(row.nspname, row.typname);

@@ -10,6 +10,13 @@ namespace {
 
 using nlohmann::json;
 
+// Terminates the walsender serving `slot` and waits until it is gone.
+void kill_walsender(pg_cluster& pg, const std::string& slot) {
+    pg.exec("SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE "
+            "slot_name = '" +
+            slot + "' AND active_pid IS NOT NULL");
+}
+
 TEST_F(tail_test, prints_insert_update_delete_in_commit_order) {
     pg().exec("CREATE TABLE basic (id int PRIMARY KEY, body text)");
     auto tail = start_tail({"--table", "basic"});
@@ -149,12 +156,6 @@ TEST_F(tail_test, logical_messages_and_notify) {
     EXPECT_EQ(n["payload"], "{\"typing\": 42}");
 }
 
-// Terminates the walsender serving `slot` and waits until it is gone.
-void kill_walsender(pg_cluster& pg, const std::string& slot) {
-    pg.exec("SELECT pg_terminate_backend(active_pid, 10000) FROM pg_replication_slots WHERE "
-            "slot_name = '" +
-            slot + "' AND active_pid IS NOT NULL");
-}
 
 TEST_F(tail_test, reconnects_after_walsender_dies_without_loss_or_duplicate) {
     pg().exec("CREATE TABLE resilient (id int PRIMARY KEY)");
@@ -172,6 +173,23 @@ TEST_F(tail_test, reconnects_after_walsender_dies_without_loss_or_duplicate) {
     pg().exec("INSERT INTO resilient VALUES (100)");
     for (int i : {6, 7, 8, 9, 10, 100})
         EXPECT_EQ(next(*tail)["row"]["id"], i);
+}
+
+TEST_F(tail_test, walsender_killed_mid_transaction_resumes_exactly_once) {
+    pg().exec("CREATE TABLE big_txn (id int PRIMARY KEY)");
+    auto tail = start_tail({"--table", "big_txn", "--slot", "big_txn_slot"});
+    const int rows = 200000;
+    pg().exec("INSERT INTO big_txn SELECT generate_series(1, " + std::to_string(rows) + ")");
+    // The first line proves the transaction is streaming; kill its walsender while it is.
+    EXPECT_EQ(next(*tail)["row"]["id"], 1);
+    kill_walsender(pg(), "big_txn_slot");
+    for (int i = 2; i <= rows; ++i) {
+        auto line = tail->read_line();
+        ASSERT_TRUE(line) << "row " << i << " missing; stderr:\n" << tail->stderr_text();
+        ASSERT_EQ(json::parse(*line)["row"]["id"], i) << "lost or repeated a row at " << i;
+    }
+    pg().exec("INSERT INTO big_txn VALUES (0)");
+    EXPECT_EQ(next(*tail)["row"]["id"], 0) << "nothing repeated after the transaction";
 }
 
 TEST_F(tail_test, survives_a_postgres_restart) {
