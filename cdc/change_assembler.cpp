@@ -201,7 +201,8 @@ void change_assembler::on(pgoutput::truncate& m) {
     // after part of it was handed over.
     std::vector<const std::shared_ptr<const relation_schema>*> targets;
     targets.reserve(m.relations.size());
-    for (oid id : m.relations) targets.push_back(&relation_for(id, "Truncate"));
+    for (oid id : m.relations)
+        targets.push_back(&relation_for(id, "Truncate"));
     for (const auto* r : targets) {
         change c = start_change(change_op::truncate, *r, "Truncate");
         c.truncate_cascade = m.cascade();

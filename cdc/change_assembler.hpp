@@ -77,11 +77,11 @@ private:
     std::uint32_t next_index_ = 0;
 
     // What was handed over already (see restart()).
-    lsn done_through_;               // whole transactions committing at or before
-    lsn partial_lsn_;                // a transaction cut off after partial_next_ changes
+    lsn done_through_; // whole transactions committing at or before
+    lsn partial_lsn_;  // a transaction cut off after partial_next_ changes
     std::uint32_t partial_next_ = 0;
-    lsn messages_through_;           // non-transactional messages at or before
-    bool skip_all_ = false;          // the open transaction was handed over whole before
+    lsn messages_through_;                // non-transactional messages at or before
+    bool skip_all_ = false;               // the open transaction was handed over whole before
     std::uint32_t resume_from_index_ = 0; // the open transaction's first change to hand over
 };
 

@@ -156,7 +156,6 @@ TEST_F(tail_test, logical_messages_and_notify) {
     EXPECT_EQ(n["payload"], "{\"typing\": 42}");
 }
 
-
 TEST_F(tail_test, reconnects_after_walsender_dies_without_loss_or_duplicate) {
     pg().exec("CREATE TABLE resilient (id int PRIMARY KEY)");
     auto tail = start_tail({"--table", "resilient", "--slot", "resilient_slot"});

@@ -1,10 +1,10 @@
+#include "cdc/byte_reader.hpp"
+
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "cdc/byte_reader.hpp"
 
 namespace pgpush::cdc {
 namespace {

@@ -1,3 +1,5 @@
+#include "cdc/change_assembler.hpp"
+
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -6,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include "cdc/byte_reader.hpp"
-#include "cdc/change_assembler.hpp"
 
 namespace pgpush::cdc {
 namespace {

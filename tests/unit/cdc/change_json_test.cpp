@@ -1,11 +1,11 @@
+#include "cdc/change_json.hpp"
+
 #include <memory>
 #include <set>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-
-#include "cdc/change_json.hpp"
 
 namespace pgpush::cdc {
 namespace {

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "cdc/feedback.hpp"
+
+#include <gtest/gtest.h>
 
 namespace pgpush::cdc {
 namespace {

@@ -1,3 +1,5 @@
+#include "cdc/json_writer.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -5,8 +7,6 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-
-#include "cdc/json_writer.hpp"
 
 namespace pgpush::cdc::json {
 namespace {

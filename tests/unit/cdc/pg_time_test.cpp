@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "cdc/pg_time.hpp"
+
+#include <gtest/gtest.h>
 
 namespace pgpush::cdc {
 namespace {

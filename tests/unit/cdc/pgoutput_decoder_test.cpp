@@ -1,11 +1,11 @@
+#include "cdc/pgoutput_decoder.hpp"
+
 #include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "cdc/pgoutput_decoder.hpp"
 
 namespace pgpush::cdc::pgoutput {
 namespace {

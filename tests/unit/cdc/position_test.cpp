@@ -1,8 +1,8 @@
+#include "cdc/position.hpp"
+
 #include <utility>
 
 #include <gtest/gtest.h>
-
-#include "cdc/position.hpp"
 
 namespace pgpush::cdc {
 namespace {

@@ -1,9 +1,9 @@
+#include "cdc/type_catalog.hpp"
+
 #include <algorithm>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "cdc/type_catalog.hpp"
 
 namespace pgpush::cdc {
 namespace {

@@ -1,9 +1,9 @@
+#include "cdc/value_json.hpp"
+
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-
-#include "cdc/value_json.hpp"
 
 namespace pgpush::cdc {
 namespace {

@@ -1,10 +1,10 @@
+#include "cdc/walsender_protocol.hpp"
+
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
-
-#include "cdc/walsender_protocol.hpp"
 
 namespace pgpush::cdc::walsender {
 namespace {
