@@ -51,13 +51,13 @@ configure() { # dir, cmake args...
 
 build() {
   say "building (release) in $BUILD_DIR"
-  configure "$BUILD_DIR"
+  configure "$BUILD_DIR" -DPGPUSH_TESTS=ON -DPGPUSH_BENCH=ON -DPGPUSH_SANITIZE=OFF -DPGPUSH_FUZZ=OFF
   cmake --build "$BUILD_DIR" -j "$JOBS"
 }
 
 build_asan() {
   say "building unit tests with AddressSanitizer + UndefinedBehaviorSanitizer in $ASAN_DIR"
-  configure "$ASAN_DIR" -DPGPUSH_SANITIZE=ON -DPGPUSH_BENCH=OFF
+  configure "$ASAN_DIR" -DPGPUSH_SANITIZE=ON -DPGPUSH_BENCH=OFF -DPGPUSH_TESTS=ON
   cmake --build "$ASAN_DIR" -j "$JOBS" --target unit_cdc
 }
 
