@@ -1,0 +1,752 @@
+#include "rules/predicate.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+
+#include <nlohmann/json.hpp>
+
+#include "rules/like.hpp"
+
+namespace pgpush::rules {
+
+std::optional<std::size_t> table_schema::find(std::string_view column) const {
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+        if (columns[i].name == column) return i;
+    }
+    return std::nullopt;
+}
+
+std::string_view to_string(bind_error_code c) {
+    switch (c) {
+    case bind_error_code::unknown_column:
+        return "unknown_column";
+    case bind_error_code::type_mismatch:
+        return "type_mismatch";
+    case bind_error_code::bad_param:
+        return "bad_param";
+    case bind_error_code::bad_expression:
+        return "bad_expression";
+    }
+    return "bad_expression";
+}
+
+using node = predicate::node;
+using op = predicate::node::op;
+
+namespace {
+
+bool numeric_family(column_family f) {
+    return f == column_family::integer || f == column_family::numeric ||
+           f == column_family::floating;
+}
+
+value tri_value(tri t) {
+    return t == tri::unknown ? value::null() : value::boolean(t == tri::true_);
+}
+
+tri truth_of(const value& v) {
+    if (v.type() == value_type::boolean) return tri_of(v.as_bool());
+    return tri::unknown;
+}
+
+tri compare_tri(const value& a, compare_op cmp, const value& b) {
+    auto c = compare(a, b);
+    if (!c) return tri::unknown;
+    switch (cmp) {
+    case compare_op::eq:
+        return tri_of(*c == 0);
+    case compare_op::ne:
+        return tri_of(*c != 0);
+    case compare_op::lt:
+        return tri_of(*c < 0);
+    case compare_op::le:
+        return tri_of(*c <= 0);
+    case compare_op::gt:
+        return tri_of(*c > 0);
+    case compare_op::ge:
+        return tri_of(*c >= 0);
+    }
+    return tri::unknown;
+}
+
+tri in_tri(const value& x, std::span<const value> list) {
+    if (x.is_null()) return tri::unknown;
+    bool unknown = false;
+    for (const auto& item : list) {
+        auto t = compare_tri(x, compare_op::eq, item);
+        if (t == tri::true_) return tri::true_;
+        if (t == tri::unknown) unknown = true;
+    }
+    return unknown ? tri::unknown : tri::false_;
+}
+
+tri and_tri(tri a, tri b) {
+    if (a == tri::false_ || b == tri::false_) return tri::false_;
+    if (a == tri::unknown || b == tri::unknown) return tri::unknown;
+    return tri::true_;
+}
+
+tri between_tri(const value& x, const value& lo, const value& hi) {
+    return and_tri(compare_tri(x, compare_op::ge, lo), compare_tri(x, compare_op::le, hi));
+}
+
+tri like_tri(const value& s, const value& p) {
+    if (s.is_null() || p.is_null()) return tri::unknown;
+    if (s.type() != value_type::text || p.type() != value_type::text) return tri::unknown;
+    return tri_of(like_match(s.as_text(), p.as_text()));
+}
+
+// A JSON scalar as a value; strings borrow from the JSON.
+value from_json(const nlohmann::json& j) {
+    if (j.is_boolean()) return value::boolean(j.get<bool>());
+    if (j.is_number_integer()) {
+        if (j.is_number_unsigned() &&
+            j.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+            return value::floating(j.get<double>());
+        }
+        return value::integer(j.get<std::int64_t>());
+    }
+    if (j.is_number_float()) return value::floating(j.get<double>());
+    if (j.is_string()) return value::text(j.get_ref<const std::string&>());
+    return value::null();
+}
+
+const nlohmann::json* json_path(const nlohmann::json* j, const std::vector<std::string>& path) {
+    for (const auto& seg : path) {
+        if (j == nullptr || !j->is_object()) return nullptr;
+        auto it = j->find(seg);
+        if (it == j->end()) return nullptr;
+        j = &*it;
+    }
+    return j;
+}
+
+std::string number_text(const value& v) {
+    std::array<char, 32> buf;
+    if (v.type() == value_type::integer) {
+        auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v.as_int());
+        return std::string(buf.data(), end);
+    }
+    if (v.type() == value_type::floating) {
+        auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), v.as_double());
+        return std::string(buf.data(), end);
+    }
+    return std::string(v.as_text());
+}
+
+} // namespace
+
+// Builds a predicate from expressions: resolves names, substitutes claims and parameters, folds
+// constants and coerces them to the types of the columns they meet.
+class binder {
+public:
+    binder(predicate& p, const bind_context& ctx) : p_(p), ctx_(ctx) {}
+
+    std::uint32_t boolean(const expr& e) {
+        auto i = bind(e);
+        check_boolean(i, e);
+        return i;
+    }
+
+private:
+    struct info {
+        bool from_literal = false; // constants written in the text (wrong types are errors)
+        std::optional<column_family> family; // columns
+    };
+
+    std::uint32_t add(node n) { return add(n, info{false, std::nullopt}); }
+    std::uint32_t add(node n, info inf) {
+        p_.nodes_.push_back(n);
+        infos_.push_back(inf);
+        return static_cast<std::uint32_t>(p_.nodes_.size() - 1);
+    }
+    std::uint32_t constant(value v, bool from_literal) {
+        p_.constants_.push_back(v);
+        node n;
+        n.kind = op::constant;
+        n.a = static_cast<std::uint32_t>(p_.constants_.size() - 1);
+        return add(n, info{from_literal, std::nullopt});
+    }
+    std::uint32_t truth(tri t) { return constant(tri_value(t), false); }
+    bool is_constant(std::uint32_t i) const { return p_.nodes_[i].kind == op::constant; }
+    const value& constant_of(std::uint32_t i) const { return p_.constants_[p_.nodes_[i].a]; }
+
+    std::string_view keep(std::string s) {
+        p_.strings_.push_back(std::move(s));
+        return p_.strings_.back();
+    }
+    // Values that outlive the JSON or AST they came from.
+    value own(const value& v) {
+        if (v.type() == value_type::text) return value::text(keep(std::string(v.as_text())));
+        if (v.type() == value_type::decimal) return value::decimal(keep(std::string(v.as_text())));
+        return v;
+    }
+
+    value literal_value(const literal& l) {
+        switch (l.type) {
+        case literal::kind::null:
+            return value::null();
+        case literal::kind::boolean:
+            return value::boolean(l.boolean);
+        case literal::kind::integer:
+            return value::integer(l.integer);
+        case literal::kind::decimal:
+            return value::decimal(keep(l.text));
+        case literal::kind::text:
+            return value::text(keep(l.text));
+        }
+        return value::null();
+    }
+
+    [[noreturn]] void fail(bind_error_code code, const expr& at, const std::string& msg) const {
+        throw bind_error(code, at.offset, msg);
+    }
+
+    void check_boolean(std::uint32_t i, const expr& e) const {
+        const node& n = p_.nodes_[i];
+        if (n.kind == op::constant) {
+            const value& v = constant_of(i);
+            if (!v.is_null() && v.type() != value_type::boolean && infos_[i].from_literal) {
+                fail(bind_error_code::type_mismatch, e,
+                     "'" + rules::to_string(e) + "' is not a boolean condition");
+            }
+        } else if (n.kind == op::column || n.kind == op::old_column) {
+            if (infos_[i].family && *infos_[i].family != column_family::boolean) {
+                fail(bind_error_code::type_mismatch, e,
+                     "column " + rules::to_string(e) + " is " +
+                         ctx_.table->columns[n.a].type_name + ", not boolean: compare it with something");
+            }
+        }
+    }
+
+    std::uint32_t column_ref(const expr& e, bool old) {
+        if (ctx_.table == nullptr) {
+            fail(bind_error_code::bad_expression, e, "'" + rules::to_string(e) + "' cannot be used here: there is no row");
+        }
+        std::string name = e.path.back();
+        if (e.space == ref_space::column && e.path.size() == 2 && e.path[0] != ctx_.table->name) {
+            fail(bind_error_code::unknown_column, e,
+                 "'" + e.path[0] + "' is not the table being queried (" + ctx_.table->name + ")");
+        }
+        auto pos = ctx_.table->find(name);
+        if (!pos) {
+            fail(bind_error_code::unknown_column, e,
+                 "column \"" + name + "\" does not exist in " + ctx_.table->qualified());
+        }
+        node n;
+        n.kind = old ? op::old_column : op::column;
+        n.a = static_cast<std::uint32_t>(*pos);
+        return add(n, info{false, ctx_.table->columns[*pos].family});
+    }
+
+    std::uint32_t claim(const expr& e) {
+        if (ctx_.claims == nullptr) {
+            fail(bind_error_code::bad_expression, e, "auth." + e.path.front() + " cannot be used here");
+        }
+        const nlohmann::json* j = json_path(ctx_.claims, e.path);
+        if (j == nullptr) return constant(value::null(), false); // missing claim: NULL, denies
+        if (j->is_array()) {
+            // An array claim is only meaningful on the right of IN (handled there).
+            return constant(value::null(), false);
+        }
+        return constant(own(from_json(*j)), false);
+    }
+
+    std::uint32_t param(const expr& e) {
+        if (e.param < 1 || static_cast<std::size_t>(e.param) > ctx_.params.size()) {
+            fail(bind_error_code::bad_param, e,
+                 "$" + std::to_string(e.param) + " has no value (" +
+                     std::to_string(ctx_.params.size()) + " parameter(s) given)");
+        }
+        const auto& j = ctx_.params[static_cast<std::size_t>(e.param - 1)];
+        if (!j.is_null() && !j.is_string() && !j.is_number() && !j.is_boolean()) {
+            fail(bind_error_code::bad_param, e, "$" + std::to_string(e.param) + " must be a scalar");
+        }
+        // Parameters are values the client wrote, like literals: wrong types are its error.
+        return constant(own(from_json(j)), true);
+    }
+
+    // Coerces constant `c` to the family of the column it meets (as Postgres coerces an untyped
+    // literal). Literals that do not fit are errors; claims become NULL.
+    std::uint32_t coerce_to(std::uint32_t c, column_family family, const expr& at,
+                            const expr& column_expr) {
+        const value& v = constant_of(c);
+        if (v.is_null()) return c;
+        std::optional<value> out;
+        switch (family) {
+        case column_family::integer:
+        case column_family::numeric:
+        case column_family::floating:
+            if (v.is_number()) {
+                out = v;
+            } else if (v.type() == value_type::text) {
+                if (auto canonical = canonical_decimal(v.as_text())) {
+                    std::int64_t i = 0;
+                    auto [end, ec] = std::from_chars(canonical->data(),
+                                                     canonical->data() + canonical->size(), i);
+                    if (ec == std::errc{} && end == canonical->data() + canonical->size()) {
+                        out = value::integer(i);
+                    } else {
+                        out = value::decimal(keep(*canonical));
+                    }
+                }
+            }
+            break;
+        case column_family::timestamp:
+            if (v.type() == value_type::timestamp) {
+                out = v;
+            } else if (v.type() == value_type::text) {
+                if (auto t = parse_timestamp(v.as_text())) out = value::timestamp(*t);
+            }
+            break;
+        case column_family::boolean:
+            if (v.type() == value_type::boolean) {
+                out = v;
+            } else if (v.type() == value_type::text) {
+                value probe = value::boolean(true);
+                if (auto r = compare(probe, v)) out = value::boolean(*r == 0);
+            }
+            break;
+        case column_family::text:
+        case column_family::other:
+            if (v.type() == value_type::text) {
+                out = v;
+            } else if (v.is_number() && !infos_[c].from_literal) {
+                out = value::text(keep(number_text(v))); // a numeric claim against a text column
+            }
+            break;
+        }
+        if (!out) {
+            if (infos_[c].from_literal) {
+                fail(bind_error_code::type_mismatch, at,
+                     "type mismatch: " + rules::to_string(column_expr) + " is " +
+                         std::string(rules::to_string(family)) + ", " + rules::to_string(at) +
+                         " is not");
+            }
+            return constant(value::null(), false);
+        }
+        return constant(*out, infos_[c].from_literal);
+    }
+
+    // Two operands about to be compared: coerce a constant to a column's type, and refuse
+    // columns of types that cannot be compared.
+    void reconcile(std::uint32_t& a, std::uint32_t& b, const expr& ea, const expr& eb) {
+        // Copies: coerce_to() adds nodes, which may move infos_.
+        const std::optional<column_family> fa = infos_[a].family;
+        const std::optional<column_family> fb = infos_[b].family;
+        if (fa && is_constant(b)) b = coerce_to(b, *fa, eb, ea);
+        if (fb && is_constant(a)) a = coerce_to(a, *fb, ea, eb);
+        if (fa && fb && *fa != *fb && !(numeric_family(*fa) && numeric_family(*fb))) {
+            fail(bind_error_code::type_mismatch, ea,
+                 "type mismatch: " + rules::to_string(ea) + " is " + std::string(rules::to_string(*fa)) +
+                     ", " + rules::to_string(eb) + " is " + std::string(rules::to_string(*fb)));
+        }
+    }
+
+    std::uint32_t bind(const expr& e) {
+        switch (e.type) {
+        case expr::kind::literal:
+            return constant(literal_value(e.lit), true);
+        case expr::kind::param:
+            return param(e);
+        case expr::kind::ref:
+            switch (e.space) {
+            case ref_space::column:
+            case ref_space::row:
+                return column_ref(e, false);
+            case ref_space::old:
+                if (!ctx_.allow_old) fail(bind_error_code::bad_expression, e, "old.* cannot be used here");
+                return column_ref(e, true);
+            case ref_space::auth:
+                return claim(e);
+            case ref_space::payload: {
+                if (!ctx_.allow_payload) {
+                    fail(bind_error_code::bad_expression, e, "payload.* only exists in channel filters");
+                }
+                p_.paths_.push_back(e.path);
+                node n;
+                n.kind = op::payload;
+                n.a = static_cast<std::uint32_t>(p_.paths_.size() - 1);
+                return add(n);
+            }
+            }
+            break;
+        case expr::kind::list:
+            fail(bind_error_code::bad_expression, e, "a list can only follow IN");
+        case expr::kind::not_: {
+            auto c = boolean(*e.args[0]);
+            if (is_constant(c)) return truth(tri_not(truth_of(constant_of(c))));
+            node n;
+            n.kind = op::not_;
+            n.a = c;
+            return add(n);
+        }
+        case expr::kind::and_:
+        case expr::kind::or_:
+            return junction(e);
+        case expr::kind::compare: {
+            auto a = bind(*e.args[0]);
+            auto b = bind(*e.args[1]);
+            reconcile(a, b, *e.args[0], *e.args[1]);
+            if (is_constant(a) && is_constant(b)) {
+                return truth(compare_tri(constant_of(a), e.op, constant_of(b)));
+            }
+            node n;
+            n.kind = op::compare;
+            n.cmp = e.op;
+            n.a = a;
+            n.b = b;
+            return add(n);
+        }
+        case expr::kind::in:
+            return in(e);
+        case expr::kind::is_null: {
+            auto a = bind(*e.args[0]);
+            if (is_constant(a)) return truth(tri_of(constant_of(a).is_null() != e.negated));
+            node n;
+            n.kind = op::is_null;
+            n.negated = e.negated;
+            n.a = a;
+            return add(n);
+        }
+        case expr::kind::like: {
+            auto a = bind(*e.args[0]);
+            auto b = bind(*e.args[1]);
+            for (auto [i, ex] : {std::pair{a, e.args[0].get()}, std::pair{b, e.args[1].get()}}) {
+                const std::optional<column_family> f = infos_[i].family;
+                if (f && *f != column_family::text && *f != column_family::other) {
+                    fail(bind_error_code::type_mismatch, *ex,
+                         "LIKE needs text: " + rules::to_string(*ex) + " is " + std::string(rules::to_string(*f)));
+                }
+                if (is_constant(i) && infos_[i].from_literal && !constant_of(i).is_null() &&
+                    constant_of(i).type() != value_type::text) {
+                    fail(bind_error_code::type_mismatch, *ex, "LIKE needs text: " + rules::to_string(*ex) + " is not");
+                }
+            }
+            if (is_constant(a) && is_constant(b)) {
+                auto t = like_tri(constant_of(a), constant_of(b));
+                return truth(e.negated ? tri_not(t) : t);
+            }
+            node n;
+            n.kind = op::like;
+            n.negated = e.negated;
+            n.a = a;
+            n.b = b;
+            return add(n);
+        }
+        case expr::kind::between: {
+            auto a = bind(*e.args[0]);
+            auto lo = bind(*e.args[1]);
+            auto hi = bind(*e.args[2]);
+            reconcile(a, lo, *e.args[0], *e.args[1]);
+            reconcile(a, hi, *e.args[0], *e.args[2]);
+            if (is_constant(a) && is_constant(lo) && is_constant(hi)) {
+                auto t = between_tri(constant_of(a), constant_of(lo), constant_of(hi));
+                return truth(e.negated ? tri_not(t) : t);
+            }
+            node n;
+            n.kind = op::between;
+            n.negated = e.negated;
+            n.a = a;
+            n.b = lo;
+            n.c = hi;
+            return add(n);
+        }
+        }
+        fail(bind_error_code::bad_expression, e, "unsupported expression");
+    }
+
+    std::uint32_t in(const expr& e) {
+        auto a = bind(*e.args[0]);
+        const expr& rhs = *e.args[1];
+        std::vector<value> items;
+        if (rhs.type == expr::kind::list) {
+            for (const auto& item : rhs.args) {
+                auto i = bind(*item);
+                if (!is_constant(i)) fail(bind_error_code::bad_expression, *item, "list items must be values");
+                if (infos_[a].family) i = coerce_to(i, *infos_[a].family, *item, *e.args[0]);
+                items.push_back(constant_of(i));
+            }
+        } else if (rhs.type == expr::kind::ref && rhs.space == ref_space::auth) {
+            if (ctx_.claims == nullptr) fail(bind_error_code::bad_expression, rhs, "auth.* cannot be used here");
+            const nlohmann::json* j = json_path(ctx_.claims, rhs.path);
+            // A missing or non-array claim is NULL: x IN NULL is unknown, which denies.
+            if (j == nullptr || !j->is_array()) return truth(tri::unknown);
+            for (const auto& el : *j) {
+                auto i = constant(own(from_json(el)), false);
+                if (infos_[a].family) i = coerce_to(i, *infos_[a].family, rhs, *e.args[0]);
+                items.push_back(constant_of(i));
+            }
+            if (items.empty()) return truth(e.negated ? tri::true_ : tri::false_);
+        } else {
+            fail(bind_error_code::bad_expression, rhs, "IN needs a list or an array claim");
+        }
+        if (is_constant(a)) {
+            auto t = in_tri(constant_of(a), items);
+            return truth(e.negated ? tri_not(t) : t);
+        }
+        p_.lists_.push_back(std::move(items));
+        node n;
+        n.kind = op::in_list;
+        n.negated = e.negated;
+        n.a = a;
+        n.b = static_cast<std::uint32_t>(p_.lists_.size() - 1);
+        return add(n);
+    }
+
+    std::uint32_t junction(const expr& e) {
+        const bool is_and = e.type == expr::kind::and_;
+        // AND: a false child decides; true children drop out. OR: the reverse.
+        const tri decisive = is_and ? tri::false_ : tri::true_;
+        std::vector<std::uint32_t> kept;
+        bool unknown = false;
+        for (const auto& arg : e.args) {
+            auto c = boolean(*arg);
+            if (!is_constant(c)) {
+                kept.push_back(c);
+                continue;
+            }
+            tri t = truth_of(constant_of(c));
+            if (t == decisive) return truth(decisive);
+            if (t == tri::unknown) unknown = true;
+        }
+        if (kept.empty()) return truth(unknown ? tri::unknown : tri_not(decisive));
+        if (unknown) kept.push_back(truth(tri::unknown));
+        if (kept.size() == 1) return kept[0];
+        node n;
+        n.kind = is_and ? op::and_ : op::or_;
+        n.a = static_cast<std::uint32_t>(p_.children_.size());
+        n.b = static_cast<std::uint32_t>(kept.size());
+        p_.children_.insert(p_.children_.end(), kept.begin(), kept.end());
+        return add(n);
+    }
+
+    predicate& p_;
+    const bind_context& ctx_;
+    std::vector<info> infos_;
+
+public:
+    // The AND of several bound roots, folded the same way.
+    std::uint32_t conjunction(std::span<const expr* const> conjuncts) {
+        std::vector<std::uint32_t> kept;
+        bool unknown = false;
+        for (const expr* e : conjuncts) {
+            if (e == nullptr) continue;
+            auto c = boolean(*e);
+            if (!is_constant(c)) {
+                kept.push_back(c);
+                continue;
+            }
+            tri t = truth_of(constant_of(c));
+            if (t == tri::false_) return truth(tri::false_);
+            if (t == tri::unknown) unknown = true;
+        }
+        if (kept.empty()) return truth(unknown ? tri::unknown : tri::true_);
+        if (unknown) kept.push_back(truth(tri::unknown));
+        if (kept.size() == 1) return kept[0];
+        node n;
+        n.kind = op::and_;
+        n.a = static_cast<std::uint32_t>(p_.children_.size());
+        n.b = static_cast<std::uint32_t>(kept.size());
+        p_.children_.insert(p_.children_.end(), kept.begin(), kept.end());
+        return add(n);
+    }
+};
+
+std::unique_ptr<predicate> predicate::bind(std::span<const expr* const> conjuncts,
+                                           const bind_context& context) {
+    std::unique_ptr<predicate> p(new predicate());
+    binder b(*p, context);
+    p->root_ = b.conjunction(conjuncts);
+    return p;
+}
+
+value predicate::operand(std::uint32_t i, const row_values& r) const noexcept {
+    const node& n = nodes_[i];
+    switch (n.kind) {
+    case op::constant:
+        return constants_[n.a];
+    case op::column:
+        return n.a < r.row.size() ? r.row[n.a] : value::null();
+    case op::old_column:
+        return n.a < r.old.size() ? r.old[n.a] : value::null();
+    case op::payload: {
+        const nlohmann::json* j = json_path(r.payload, paths_[n.a]);
+        return j ? from_json(*j) : value::null();
+    }
+    default:
+        return tri_value(test(i, r));
+    }
+}
+
+tri predicate::test(std::uint32_t i, const row_values& r) const noexcept {
+    const node& n = nodes_[i];
+    switch (n.kind) {
+    case op::constant:
+    case op::column:
+    case op::old_column:
+    case op::payload:
+        return truth_of(operand(i, r));
+    case op::and_: {
+        tri acc = tri::true_;
+        for (std::uint32_t k = 0; k < n.b; ++k) {
+            tri t = test(children_[n.a + k], r);
+            if (t == tri::false_) return tri::false_;
+            if (t == tri::unknown) acc = tri::unknown;
+        }
+        return acc;
+    }
+    case op::or_: {
+        tri acc = tri::false_;
+        for (std::uint32_t k = 0; k < n.b; ++k) {
+            tri t = test(children_[n.a + k], r);
+            if (t == tri::true_) return tri::true_;
+            if (t == tri::unknown) acc = tri::unknown;
+        }
+        return acc;
+    }
+    case op::not_:
+        return tri_not(test(n.a, r));
+    case op::compare:
+        return compare_tri(operand(n.a, r), n.cmp, operand(n.b, r));
+    case op::in_list: {
+        tri t = in_tri(operand(n.a, r), lists_[n.b]);
+        return n.negated ? tri_not(t) : t;
+    }
+    case op::is_null:
+        return tri_of(operand(n.a, r).is_null() != n.negated);
+    case op::like: {
+        tri t = like_tri(operand(n.a, r), operand(n.b, r));
+        return n.negated ? tri_not(t) : t;
+    }
+    case op::between: {
+        tri t = between_tri(operand(n.a, r), operand(n.b, r), operand(n.c, r));
+        return n.negated ? tri_not(t) : t;
+    }
+    }
+    return tri::unknown;
+}
+
+tri predicate::evaluate(const row_values& r) const noexcept { return test(root_, r); }
+
+std::optional<tri> predicate::constant() const {
+    if (nodes_[root_].kind != op::constant) return std::nullopt;
+    return truth_of(constants_[nodes_[root_].a]);
+}
+
+std::optional<predicate::index_hint> predicate::index() const {
+    auto hint_for = [&](std::uint32_t i) -> std::optional<index_hint> {
+        const node& n = nodes_[i];
+        if (n.kind == op::compare && n.cmp == compare_op::eq) {
+            const node& x = nodes_[n.a];
+            const node& y = nodes_[n.b];
+            if (x.kind == op::column && y.kind == op::constant && !constants_[y.a].is_null()) {
+                return index_hint{x.a, {constants_[y.a]}, false};
+            }
+            if (y.kind == op::column && x.kind == op::constant && !constants_[x.a].is_null()) {
+                return index_hint{y.a, {constants_[x.a]}, false};
+            }
+        }
+        if (n.kind == op::in_list && !n.negated && nodes_[n.a].kind == op::column) {
+            index_hint h{nodes_[n.a].a, {}, false};
+            for (const auto& v : lists_[n.b]) {
+                if (!v.is_null()) h.values.push_back(v);
+            }
+            return h;
+        }
+        return std::nullopt;
+    };
+    if (auto h = hint_for(root_)) {
+        h->exact = true;
+        return h;
+    }
+    const node& r = nodes_[root_];
+    if (r.kind != op::and_) return std::nullopt;
+    std::optional<index_hint> best;
+    for (std::uint32_t k = 0; k < r.b; ++k) {
+        auto h = hint_for(children_[r.a + k]);
+        if (h && (!best || h->values.size() < best->values.size())) best = std::move(h);
+    }
+    return best;
+}
+
+std::vector<std::size_t> predicate::columns() const {
+    std::vector<std::size_t> out;
+    for (const auto& n : nodes_) {
+        if ((n.kind == op::column || n.kind == op::old_column) &&
+            std::find(out.begin(), out.end(), n.a) == out.end()) {
+            out.push_back(n.a);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::string predicate::render(std::uint32_t i) const {
+    const node& n = nodes_[i];
+    auto val = [](const value& v) -> std::string {
+        switch (v.type()) {
+        case value_type::null:
+            return "NULL";
+        case value_type::boolean:
+            return v.as_bool() ? "true" : "false";
+        case value_type::integer:
+            return std::to_string(v.as_int());
+        case value_type::floating:
+            return number_text(v);
+        case value_type::decimal:
+            return std::string(v.as_text());
+        case value_type::text:
+            return "'" + std::string(v.as_text()) + "'";
+        case value_type::timestamp:
+            return "timestamp(" + std::to_string(v.as_int()) + ")";
+        case value_type::list:
+            return "list";
+        }
+        return "?";
+    };
+    const std::string neg = n.negated ? "NOT " : "";
+    switch (n.kind) {
+    case op::constant:
+        return val(constants_[n.a]);
+    case op::column:
+        return "$col" + std::to_string(n.a);
+    case op::old_column:
+        return "$old" + std::to_string(n.a);
+    case op::payload: {
+        std::string s = "payload";
+        for (const auto& seg : paths_[n.a]) s += "." + seg;
+        return s;
+    }
+    case op::and_:
+    case op::or_: {
+        std::string s = "(";
+        for (std::uint32_t k = 0; k < n.b; ++k) {
+            if (k) s += n.kind == op::and_ ? " AND " : " OR ";
+            s += render(children_[n.a + k]);
+        }
+        return s + ")";
+    }
+    case op::not_:
+        return "NOT " + render(n.a);
+    case op::compare:
+        return render(n.a) + " " + std::string(rules::to_string(n.cmp)) + " " + render(n.b);
+    case op::in_list: {
+        std::string s = render(n.a) + " " + neg + "IN (";
+        for (std::size_t k = 0; k < lists_[n.b].size(); ++k) s += (k ? ", " : "") + val(lists_[n.b][k]);
+        return s + ")";
+    }
+    case op::is_null:
+        return render(n.a) + " IS " + neg + "NULL";
+    case op::like:
+        return render(n.a) + " " + neg + "LIKE " + render(n.b);
+    case op::between:
+        return render(n.a) + " " + neg + "BETWEEN " + render(n.b) + " AND " + render(n.c);
+    }
+    return "?";
+}
+
+std::string predicate::to_string() const { return render(root_); }
+
+} // namespace pgpush::rules

@@ -1,0 +1,494 @@
+#include "rules/value.hpp"
+
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+namespace pgpush::rules {
+
+std::string_view to_string(column_family f) {
+    switch (f) {
+    case column_family::boolean:
+        return "boolean";
+    case column_family::integer:
+        return "integer";
+    case column_family::numeric:
+        return "numeric";
+    case column_family::floating:
+        return "floating";
+    case column_family::text:
+        return "text";
+    case column_family::timestamp:
+        return "timestamp";
+    case column_family::other:
+        return "other";
+    }
+    return "other";
+}
+
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+    return s;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
+
+// A decimal in plain notation, seen without copying: sign, integer digits without leading
+// zeros, fraction digits without trailing zeros. Specials order as Postgres orders numerics:
+// -Infinity < finite < Infinity < NaN.
+struct decimal_view {
+    enum cls_t { neg_inf = -2, finite = 0, pos_inf = 2, nan = 3 } cls = finite;
+    bool negative = false;
+    std::string_view int_digits;
+    std::string_view frac_digits;
+};
+
+// Parses plain notation ("-012.340", ".5", "7."); exponents are expanded by canonical_decimal()
+// before values get here. nullopt if malformed.
+std::optional<decimal_view> view_decimal(std::string_view s) {
+    decimal_view d;
+    if (iequals(s, "NaN")) {
+        d.cls = decimal_view::nan;
+        return d;
+    }
+    if (iequals(s, "Infinity") || iequals(s, "+Infinity") || iequals(s, "inf")) {
+        d.cls = decimal_view::pos_inf;
+        return d;
+    }
+    if (iequals(s, "-Infinity") || iequals(s, "-inf")) {
+        d.cls = decimal_view::neg_inf;
+        return d;
+    }
+    std::size_t i = 0;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) d.negative = s[i++] == '-';
+    std::size_t int_start = i;
+    while (i < s.size() && is_digit(s[i])) ++i;
+    std::string_view ip = s.substr(int_start, i - int_start);
+    std::string_view fp;
+    if (i < s.size() && s[i] == '.') {
+        std::size_t f = ++i;
+        while (i < s.size() && is_digit(s[i])) ++i;
+        fp = s.substr(f, i - f);
+    }
+    if (i != s.size() || (ip.empty() && fp.empty())) return std::nullopt;
+    while (!ip.empty() && ip.front() == '0') ip.remove_prefix(1);
+    while (!fp.empty() && fp.back() == '0') fp.remove_suffix(1);
+    d.int_digits = ip;
+    d.frac_digits = fp;
+    if (ip.empty() && fp.empty()) d.negative = false; // -0 is 0
+    return d;
+}
+
+int compare_magnitude(const decimal_view& a, const decimal_view& b) {
+    if (a.int_digits.size() != b.int_digits.size()) {
+        return a.int_digits.size() < b.int_digits.size() ? -1 : 1;
+    }
+    if (int c = a.int_digits.compare(b.int_digits); c != 0) return c < 0 ? -1 : 1;
+    // Fractions align at the point: compare digit by digit, the shorter padded with zeros.
+    std::size_t n = std::max(a.frac_digits.size(), b.frac_digits.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        char x = i < a.frac_digits.size() ? a.frac_digits[i] : '0';
+        char y = i < b.frac_digits.size() ? b.frac_digits[i] : '0';
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return 0;
+}
+
+std::optional<int> compare_decimals(std::string_view x, std::string_view y) {
+    auto a = view_decimal(x);
+    auto b = view_decimal(y);
+    if (!a || !b) return std::nullopt;
+    if (a->cls != decimal_view::finite || b->cls != decimal_view::finite) {
+        if (a->cls == b->cls) return 0;
+        return a->cls < b->cls ? -1 : 1;
+    }
+    if (a->negative != b->negative) return a->negative ? -1 : 1;
+    int m = compare_magnitude(*a, *b);
+    return a->negative ? -m : m;
+}
+
+// Postgres orders float NaN above every other value and equal to itself.
+int compare_doubles(double a, double b) {
+    bool an = std::isnan(a), bn = std::isnan(b);
+    if (an || bn) return an == bn ? 0 : (an ? 1 : -1);
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
+
+std::optional<double> to_double(const value& v) {
+    switch (v.type()) {
+    case value_type::integer:
+        return static_cast<double>(v.as_int());
+    case value_type::floating:
+        return v.as_double();
+    case value_type::decimal: {
+        auto s = v.as_text();
+        if (iequals(s, "NaN")) return std::numeric_limits<double>::quiet_NaN();
+        if (iequals(s, "Infinity")) return std::numeric_limits<double>::infinity();
+        if (iequals(s, "-Infinity")) return -std::numeric_limits<double>::infinity();
+        double d = 0;
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+        if (ec == std::errc::result_out_of_range) {
+            // Too large or too small for a double: Postgres errors; treat as the limit it passes.
+            return s.front() == '-' ? -std::numeric_limits<double>::infinity()
+                                    : std::numeric_limits<double>::infinity();
+        }
+        if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+        return d;
+    }
+    default:
+        return std::nullopt;
+    }
+}
+
+std::string integer_text(std::int64_t i) {
+    std::array<char, 24> buf;
+    auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), i);
+    return std::string(buf.data(), end);
+}
+
+std::optional<int> compare_numbers(const value& a, const value& b) {
+    if (a.type() == value_type::floating || b.type() == value_type::floating) {
+        auto x = to_double(a), y = to_double(b);
+        if (!x || !y) return std::nullopt;
+        return compare_doubles(*x, *y);
+    }
+    if (a.type() == value_type::integer && b.type() == value_type::integer) {
+        return a.as_int() < b.as_int() ? -1 : (a.as_int() > b.as_int() ? 1 : 0);
+    }
+    std::string ia, ib;
+    std::string_view x = a.as_text(), y = b.as_text();
+    if (a.type() == value_type::integer) x = ia = integer_text(a.as_int());
+    if (b.type() == value_type::integer) y = ib = integer_text(b.as_int());
+    return compare_decimals(x, y);
+}
+
+std::optional<bool> parse_bool(std::string_view s) {
+    s = trim(s);
+    for (auto t : {"t", "true", "yes", "on", "1", "y"}) {
+        if (iequals(s, t)) return true;
+    }
+    for (auto f : {"f", "false", "no", "off", "0", "n"}) {
+        if (iequals(s, f)) return false;
+    }
+    return std::nullopt;
+}
+
+// Text read as a number literal ("42", "-1.50", "1e3", "NaN"): an integer when it is one and
+// fits, else an exact decimal in `storage`.
+std::optional<value> parse_number(std::string_view s, std::string& storage) {
+    s = trim(s);
+    std::int64_t i = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+    if (ec == std::errc{} && end == s.data() + s.size()) return value::integer(i);
+    auto canonical = canonical_decimal(s);
+    if (!canonical) return std::nullopt;
+    storage = std::move(*canonical);
+    return value::decimal(storage);
+}
+
+} // namespace
+
+std::optional<std::string> canonical_decimal(std::string_view s) {
+    s = trim(s);
+    if (iequals(s, "NaN")) return std::string("NaN");
+    if (iequals(s, "Infinity") || iequals(s, "+Infinity") || iequals(s, "inf") ||
+        iequals(s, "+inf")) {
+        return std::string("Infinity");
+    }
+    if (iequals(s, "-Infinity") || iequals(s, "-inf")) return std::string("-Infinity");
+    bool negative = false;
+    std::size_t i = 0;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) negative = s[i++] == '-';
+    std::string digits;
+    long point = -1;
+    for (; i < s.size(); ++i) {
+        if (is_digit(s[i])) {
+            digits.push_back(s[i]);
+        } else if (s[i] == '.' && point < 0) {
+            point = static_cast<long>(digits.size());
+        } else {
+            break;
+        }
+    }
+    if (digits.empty()) return std::nullopt;
+    long exp10 = 0;
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        std::string_view e = s.substr(i + 1);
+        if (!e.empty() && e[0] == '+') e.remove_prefix(1);
+        auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), exp10);
+        if (ec != std::errc{} || end != e.data() + e.size() || e.empty()) return std::nullopt;
+        if (exp10 > 1000 || exp10 < -1000) return std::nullopt; // Postgres' numeric limits
+        i = s.size();
+    }
+    if (i != s.size()) return std::nullopt;
+    // Position of the decimal point within `digits` after applying the exponent.
+    long pos = (point < 0 ? static_cast<long>(digits.size()) : point) + exp10;
+    std::string int_part, frac_part;
+    if (pos <= 0) {
+        frac_part = std::string(static_cast<std::size_t>(-pos), '0') + digits;
+    } else if (pos >= static_cast<long>(digits.size())) {
+        int_part = digits + std::string(static_cast<std::size_t>(pos - static_cast<long>(digits.size())), '0');
+    } else {
+        int_part = digits.substr(0, static_cast<std::size_t>(pos));
+        frac_part = digits.substr(static_cast<std::size_t>(pos));
+    }
+    int_part.erase(0, int_part.find_first_not_of('0') == std::string::npos
+                          ? int_part.size()
+                          : int_part.find_first_not_of('0'));
+    while (!frac_part.empty() && frac_part.back() == '0') frac_part.pop_back();
+    if (int_part.empty() && frac_part.empty()) return std::string("0");
+    std::string out = negative ? "-" : "";
+    out += int_part.empty() ? "0" : int_part;
+    if (!frac_part.empty()) out += "." + frac_part;
+    return out;
+}
+
+std::optional<int> compare(const value& a, const value& b) {
+    if (a.is_null() || b.is_null()) return std::nullopt;
+    if (a.type() == value_type::list || b.type() == value_type::list) return std::nullopt;
+
+    // A text value meeting a typed one is read as a literal of that type, as Postgres reads an
+    // untyped literal.
+    if (a.type() == value_type::text && b.type() != value_type::text) {
+        auto r = compare(b, a);
+        if (!r) return std::nullopt;
+        return -*r;
+    }
+    if (b.type() == value_type::text && a.type() != value_type::text) {
+        std::string storage;
+        if (a.is_number()) {
+            auto n = parse_number(b.as_text(), storage);
+            if (!n) return std::nullopt;
+            return compare_numbers(a, *n);
+        }
+        if (a.type() == value_type::timestamp) {
+            auto t = parse_timestamp(b.as_text());
+            if (!t) return std::nullopt;
+            return a.as_int() < *t ? -1 : (a.as_int() > *t ? 1 : 0);
+        }
+        if (a.type() == value_type::boolean) {
+            auto x = parse_bool(b.as_text());
+            if (!x) return std::nullopt;
+            return static_cast<int>(a.as_bool()) - static_cast<int>(*x);
+        }
+        return std::nullopt;
+    }
+
+    if (a.is_number() && b.is_number()) return compare_numbers(a, b);
+    if (a.type() != b.type()) return std::nullopt;
+    switch (a.type()) {
+    case value_type::boolean:
+        return static_cast<int>(a.as_bool()) - static_cast<int>(b.as_bool());
+    case value_type::timestamp:
+        return a.as_int() < b.as_int() ? -1 : (a.as_int() > b.as_int() ? 1 : 0);
+    case value_type::text: {
+        int c = a.as_text().compare(b.as_text()); // char_traits<char>: unsigned byte order
+        return c < 0 ? -1 : (c > 0 ? 1 : 0);
+    }
+    default:
+        return std::nullopt;
+    }
+}
+
+value from_pg_text(column_family family, std::string_view text) {
+    switch (family) {
+    case column_family::boolean:
+        if (text == "t") return value::boolean(true);
+        if (text == "f") return value::boolean(false);
+        return value::null();
+    case column_family::integer: {
+        std::int64_t i = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+        if (ec == std::errc{} && end == text.data() + text.size()) return value::integer(i);
+        return value::null();
+    }
+    case column_family::numeric:
+        return view_decimal(text) ? value::decimal(text) : value::null();
+    case column_family::floating: {
+        if (text == "NaN") return value::floating(std::numeric_limits<double>::quiet_NaN());
+        if (text == "Infinity") return value::floating(std::numeric_limits<double>::infinity());
+        if (text == "-Infinity") return value::floating(-std::numeric_limits<double>::infinity());
+        double d = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+        if (ec == std::errc{} && end == text.data() + text.size()) return value::floating(d);
+        return value::null();
+    }
+    case column_family::timestamp: {
+        auto t = parse_timestamp(text);
+        return t ? value::timestamp(*t) : value::null();
+    }
+    case column_family::text:
+    case column_family::other:
+        return value::text(text);
+    }
+    return value::null();
+}
+
+std::optional<std::int64_t> parse_timestamp(std::string_view s) {
+    s = trim(s);
+    if (iequals(s, "infinity") || iequals(s, "+infinity")) {
+        return std::numeric_limits<std::int64_t>::max();
+    }
+    if (iequals(s, "-infinity")) return std::numeric_limits<std::int64_t>::min();
+    bool bc = false;
+    if (s.size() > 3 && iequals(s.substr(s.size() - 3), " BC")) {
+        bc = true;
+        s.remove_suffix(3);
+    }
+    auto digits = [&](std::size_t at, std::size_t n, int& out) {
+        if (at + n > s.size()) return false;
+        int v = 0;
+        for (std::size_t k = at; k < at + n; ++k) {
+            if (!is_digit(s[k])) return false;
+            v = v * 10 + (s[k] - '0');
+        }
+        out = v;
+        return true;
+    };
+    // Year: 4 or more digits.
+    std::size_t i = 0;
+    while (i < s.size() && is_digit(s[i])) ++i;
+    if (i < 4 || i > 7) return std::nullopt;
+    int year = 0, month = 0, day = 0;
+    digits(0, i, year);
+    if (i >= s.size() || s[i] != '-' || !digits(i + 1, 2, month) || i + 3 >= s.size() + 0 ||
+        s[i + 3] != '-' || !digits(i + 4, 2, day)) {
+        return std::nullopt;
+    }
+    i += 6;
+    if (bc) year = 1 - year;
+    using namespace std::chrono;
+    year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
+                       std::chrono::day{static_cast<unsigned>(day)}};
+    if (!ymd.ok()) return std::nullopt;
+    std::int64_t micros = static_cast<std::int64_t>(sys_days{ymd}.time_since_epoch().count()) *
+                          86'400'000'000;
+    if (i == s.size()) return micros; // a date
+    if (s[i] != ' ' && s[i] != 'T' && s[i] != 't') return std::nullopt;
+    ++i;
+    int hh = 0, mm = 0, ss = 0;
+    if (!digits(i, 2, hh) || i + 2 >= s.size() || s[i + 2] != ':' || !digits(i + 3, 2, mm)) {
+        return std::nullopt;
+    }
+    i += 5;
+    if (i < s.size() && s[i] == ':') {
+        if (!digits(i + 1, 2, ss)) return std::nullopt;
+        i += 3;
+    }
+    if (hh > 24 || mm > 59 || ss > 60) return std::nullopt;
+    std::int64_t frac = 0;
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        int n = 0;
+        while (i < s.size() && is_digit(s[i])) {
+            // Postgres keeps microseconds and rounds the rest; so do we (half up).
+            if (n < 6) {
+                frac = frac * 10 + (s[i] - '0');
+            } else if (n == 6 && s[i] >= '5') {
+                frac += 1;
+            }
+            ++n;
+            ++i;
+        }
+        for (int k = n; k < 6; ++k) frac *= 10;
+    }
+    micros += ((static_cast<std::int64_t>(hh) * 60 + mm) * 60 + ss) * 1'000'000 + frac;
+    std::string_view zone = s.substr(i);
+    if (zone.empty() || zone == "Z" || zone == "z") return micros; // no zone: UTC
+    if (zone.front() == ' ') zone.remove_prefix(1);
+    if (zone.empty() || (zone[0] != '+' && zone[0] != '-')) return std::nullopt;
+    const int sign = zone[0] == '-' ? -1 : 1;
+    zone.remove_prefix(1);
+    int zh = 0, zm = 0, zs = 0;
+    auto zdig = [&](std::string_view z, std::size_t at, int& out) {
+        if (at + 2 > z.size() || !is_digit(z[at]) || !is_digit(z[at + 1])) return false;
+        out = (z[at] - '0') * 10 + (z[at + 1] - '0');
+        return true;
+    };
+    if (!zdig(zone, 0, zh)) return std::nullopt;
+    std::size_t z = 2;
+    if (z < zone.size()) {
+        if (zone[z] == ':') ++z;
+        if (!zdig(zone, z, zm)) return std::nullopt;
+        z += 2;
+        if (z < zone.size()) {
+            if (zone[z] != ':' || !zdig(zone, z + 1, zs)) return std::nullopt;
+            z += 3;
+        }
+    }
+    if (z != zone.size()) return std::nullopt;
+    return micros - sign * ((static_cast<std::int64_t>(zh) * 60 + zm) * 60 + zs) * 1'000'000;
+}
+
+std::optional<std::string> index_key(const value& v, column_family family) {
+    switch (family) {
+    case column_family::floating: {
+        auto d = to_double(v);
+        if (v.type() == value_type::text) {
+            std::string storage;
+            auto n = parse_number(v.as_text(), storage);
+            if (!n) return std::nullopt;
+            d = to_double(*n);
+        }
+        if (!d) return std::nullopt;
+        if (std::isnan(*d)) return std::string("NaN");
+        if (std::isinf(*d)) return std::string(*d > 0 ? "Infinity" : "-Infinity");
+        std::array<char, 32> buf;
+        auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), *d);
+        return canonical_decimal(std::string_view(buf.data(), end));
+    }
+    case column_family::integer:
+    case column_family::numeric:
+        switch (v.type()) {
+        case value_type::integer:
+            return integer_text(v.as_int());
+        case value_type::decimal:
+        case value_type::text:
+            return canonical_decimal(v.as_text());
+        case value_type::floating: {
+            // Postgres compares int/numeric with float in float8: only a double that is exactly
+            // a decimal with the same value keys the same; leave the rest to evaluation.
+            return std::nullopt;
+        }
+        default:
+            return std::nullopt;
+        }
+    case column_family::boolean:
+        if (v.type() == value_type::boolean) return std::string(v.as_bool() ? "t" : "f");
+        if (v.type() == value_type::text) {
+            auto b = parse_bool(v.as_text());
+            if (b) return std::string(*b ? "t" : "f");
+        }
+        return std::nullopt;
+    case column_family::timestamp:
+        if (v.type() == value_type::timestamp) return integer_text(v.as_int());
+        if (v.type() == value_type::text) {
+            auto t = parse_timestamp(v.as_text());
+            if (t) return integer_text(*t);
+        }
+        return std::nullopt;
+    case column_family::text:
+    case column_family::other:
+        if (v.type() == value_type::text) return std::string(v.as_text());
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+} // namespace pgpush::rules

@@ -1,0 +1,144 @@
+#pragma once
+
+// Values as the rules engine compares them, with PostgreSQL's semantics: SQL three-valued logic,
+// numbers compared across integer/numeric/float the way Postgres casts them, text in C collation
+// (byte order of UTF-8, which is code point order), timestamps as instants.
+//
+// A value does not own its text: it borrows from a row being matched or from the compiled
+// predicate that holds its constants.
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace pgpush::rules {
+
+enum class value_type : std::uint8_t {
+    null,
+    boolean,
+    integer,   // int64
+    decimal,   // exact number, its text ("12.50", "-3", "NaN", "Infinity")
+    floating,  // double (float4/float8 columns)
+    text,
+    timestamp, // microseconds since 1970-01-01 UTC; +-infinity as int64 max/min
+    list,      // a list of values (the right side of IN)
+};
+
+// The comparison family of a column, from its Postgres type. Decides how a row's text value is
+// read and how constants compared with the column are coerced.
+enum class column_family : std::uint8_t {
+    boolean,
+    integer,   // int2, int4, int8, oid
+    numeric,   // numeric
+    floating,  // float4, float8
+    text,      // text, varchar, char, name, uuid, citext, enums, ...
+    timestamp, // timestamptz, timestamp, date
+    other,     // anything else: compared by its text form for = and <> only
+};
+
+std::string_view to_string(column_family f);
+
+class value {
+public:
+    constexpr value() = default;
+
+    static value null() { return {}; }
+    static value boolean(bool b) {
+        value v(value_type::boolean);
+        v.i_ = b ? 1 : 0;
+        return v;
+    }
+    static value integer(std::int64_t i) {
+        value v(value_type::integer);
+        v.i_ = i;
+        return v;
+    }
+    static value floating(double d) {
+        value v(value_type::floating);
+        v.d_ = d;
+        return v;
+    }
+    static value decimal(std::string_view digits) {
+        value v(value_type::decimal);
+        v.s_ = digits;
+        return v;
+    }
+    static value text(std::string_view s) {
+        value v(value_type::text);
+        v.s_ = s;
+        return v;
+    }
+    static value timestamp(std::int64_t micros) {
+        value v(value_type::timestamp);
+        v.i_ = micros;
+        return v;
+    }
+    static value list(std::span<const value> items) {
+        value v(value_type::list);
+        v.list_ = items;
+        return v;
+    }
+
+    value_type type() const { return type_; }
+    bool is_null() const { return type_ == value_type::null; }
+    bool is_number() const {
+        return type_ == value_type::integer || type_ == value_type::decimal ||
+               type_ == value_type::floating;
+    }
+    bool as_bool() const { return i_ != 0; }
+    std::int64_t as_int() const { return i_; }
+    double as_double() const { return d_; }
+    std::string_view as_text() const { return s_; } // text and decimal
+    std::span<const value> as_list() const { return list_; }
+
+private:
+    explicit constexpr value(value_type t) : type_(t) {}
+
+    value_type type_ = value_type::null;
+    union {
+        std::int64_t i_ = 0;
+        double d_;
+    };
+    std::string_view s_;
+    std::span<const value> list_;
+};
+
+// SQL's three-valued truth.
+enum class tri : std::uint8_t { false_, true_, unknown };
+
+constexpr tri tri_not(tri t) {
+    return t == tri::unknown ? tri::unknown : (t == tri::true_ ? tri::false_ : tri::true_);
+}
+constexpr tri tri_of(bool b) { return b ? tri::true_ : tri::false_; }
+
+// Compares two non-null values as Postgres would after its implicit casts. Returns <0, 0, >0, or
+// nullopt when they cannot be compared (number vs boolean, text that is not a number compared
+// with a number, ...): the comparison is then unknown, which denies.
+//  - numbers: float if either is float (numeric/int cast to float8), else exact decimal;
+//    NaN equals NaN and sorts above everything, as in Postgres.
+//  - text vs number/timestamp/boolean: the text is read as a literal of the other type.
+//  - text vs text: byte order (C collation).
+std::optional<int> compare(const value& a, const value& b);
+
+// Reads a column's text output (Postgres text format, as the replication stream carries it)
+// into a value of its family. Text families borrow `text`. Malformed input gives null.
+value from_pg_text(column_family family, std::string_view text);
+
+// The canonical text of a decimal number ("-012.50" -> "-12.5", "1e3" -> "1000", "0.0" -> "0",
+// "nan" -> "NaN", "-inf" -> "-Infinity"). nullopt if not a number.
+std::optional<std::string> canonical_decimal(std::string_view text);
+
+// Parses a timestamp literal: Postgres' output ("2024-01-02 03:04:05.5+02"), ISO 8601 / RFC 3339
+// ("2024-01-02T03:04:05Z"), a date ("2024-01-02", midnight UTC), "infinity", "-infinity". A
+// timestamp without an offset is taken as UTC. nullopt if malformed.
+std::optional<std::int64_t> parse_timestamp(std::string_view text);
+
+// Exact decimal text of a number for hashing: "7" for 7, 7.0 and "7.000"; NaN and infinities by
+// name. Values that compare equal (as compare() says) within one column family have equal keys.
+// `family` is the column's: for floating columns every number goes through double first, as
+// Postgres casts it. nullopt for values that never equal anything in that family.
+std::optional<std::string> index_key(const value& v, column_family family);
+
+} // namespace pgpush::rules
