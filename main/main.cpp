@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "main/check_command.hpp"
 #include "main/logging.hpp"
 #include "main/tail_command.hpp"
 
@@ -18,6 +19,8 @@ int main(int argc, char** argv) {
 
     pgpush::tail_options tail;
     CLI::App* tail_cmd = pgpush::add_tail_command(app, tail);
+    pgpush::check_options check;
+    CLI::App* check_cmd = pgpush::add_check_command(app, check);
 
     try {
         app.parse(argc, argv);
@@ -31,5 +34,6 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (*tail_cmd) return pgpush::run_tail(tail);
+    if (*check_cmd) return pgpush::run_check(check);
     return 2;
 }

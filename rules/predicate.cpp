@@ -38,7 +38,17 @@ namespace {
 
 bool numeric_family(column_family f) {
     return f == column_family::integer || f == column_family::numeric ||
-           f == column_family::floating;
+           f == column_family::floating || f == column_family::real;
+}
+
+// Families whose values compare with each other (Postgres casts between them implicitly).
+bool comparable_families(column_family a, column_family b) {
+    if (a == b) return true;
+    if (numeric_family(a) && numeric_family(b)) return true;
+    auto temporal = [](column_family f) {
+        return f == column_family::timestamp || f == column_family::date;
+    };
+    return temporal(a) && temporal(b);
 }
 
 value tri_value(tri t) {
@@ -278,8 +288,12 @@ private:
         case column_family::integer:
         case column_family::numeric:
         case column_family::floating:
+        case column_family::real:
             if (v.is_number()) {
                 out = v;
+            } else if (v.type() == value_type::text && family == column_family::real) {
+                // An untyped literal meeting a real is read as a real ('0.1' = real 0.1).
+                if (auto r = from_pg_text(column_family::real, v.as_text()); !r.is_null()) out = r;
             } else if (v.type() == value_type::text) {
                 if (auto canonical = canonical_decimal(v.as_text())) {
                     std::int64_t i = 0;
@@ -294,10 +308,13 @@ private:
             }
             break;
         case column_family::timestamp:
+        case column_family::date:
             if (v.type() == value_type::timestamp) {
                 out = v;
             } else if (v.type() == value_type::text) {
-                if (auto t = parse_timestamp(v.as_text())) out = value::timestamp(*t);
+                auto t = family == column_family::date ? parse_date(v.as_text())
+                                                       : parse_timestamp(v.as_text());
+                if (t) out = value::timestamp(*t);
             }
             break;
         case column_family::boolean:
@@ -337,7 +354,7 @@ private:
         const std::optional<column_family> fb = infos_[b].family;
         if (fa && is_constant(b)) b = coerce_to(b, *fa, eb, ea);
         if (fb && is_constant(a)) a = coerce_to(a, *fb, ea, eb);
-        if (fa && fb && *fa != *fb && !(numeric_family(*fa) && numeric_family(*fb))) {
+        if (fa && fb && !comparable_families(*fa, *fb)) {
             fail(bind_error_code::type_mismatch, ea,
                  "type mismatch: " + rules::to_string(ea) + " is " + std::string(rules::to_string(*fa)) +
                      ", " + rules::to_string(eb) + " is " + std::string(rules::to_string(*fb)));
@@ -481,6 +498,23 @@ private:
             if (items.empty()) return truth(e.negated ? tri::true_ : tri::false_);
         } else {
             fail(bind_error_code::bad_expression, rhs, "IN needs a list or an array claim");
+        }
+        // Postgres types an IN list of several items by the common type of the column and the
+        // items: against a real column, numeric literals become reals. (A single item is plain
+        // `=`, where real meets numeric in double precision.)
+        if (infos_[a].family == column_family::real && items.size() > 1) {
+            for (auto& v : items) {
+                if (v.type() == value_type::integer || v.type() == value_type::decimal) {
+                    std::string digits = v.type() == value_type::integer ? std::to_string(v.as_int())
+                                                                         : std::string(v.as_text());
+                    auto r = from_pg_text(column_family::real, digits);
+                    if (r.is_null()) {
+                        fail(bind_error_code::type_mismatch, rhs,
+                             digits + " is out of range for a real column");
+                    }
+                    v = r;
+                }
+            }
         }
         if (is_constant(a)) {
             auto t = in_tri(constant_of(a), items);

@@ -18,10 +18,14 @@ std::string_view to_string(column_family f) {
         return "numeric";
     case column_family::floating:
         return "floating";
+    case column_family::real:
+        return "real";
     case column_family::text:
         return "text";
     case column_family::timestamp:
         return "timestamp";
+    case column_family::date:
+        return "date";
     case column_family::other:
         return "other";
     }
@@ -320,10 +324,21 @@ value from_pg_text(column_family family, std::string_view text) {
     }
     case column_family::numeric:
         return view_decimal(text) ? value::decimal(text) : value::null();
-    case column_family::floating: {
+    case column_family::floating:
+    case column_family::real: {
         if (text == "NaN") return value::floating(std::numeric_limits<double>::quiet_NaN());
         if (text == "Infinity") return value::floating(std::numeric_limits<double>::infinity());
         if (text == "-Infinity") return value::floating(-std::numeric_limits<double>::infinity());
+        if (family == column_family::real) {
+            // float4 prints its shortest text; read it back as a float, then widen, as Postgres
+            // does when it compares a real with anything wider.
+            float f = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), f);
+            if (ec == std::errc{} && end == text.data() + text.size()) {
+                return value::floating(static_cast<double>(f));
+            }
+            return value::null();
+        }
         double d = 0;
         auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
         if (ec == std::errc{} && end == text.data() + text.size()) return value::floating(d);
@@ -331,6 +346,10 @@ value from_pg_text(column_family family, std::string_view text) {
     }
     case column_family::timestamp: {
         auto t = parse_timestamp(text);
+        return t ? value::timestamp(*t) : value::null();
+    }
+    case column_family::date: {
+        auto t = parse_date(text);
         return t ? value::timestamp(*t) : value::null();
     }
     case column_family::text:
@@ -436,15 +455,41 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
     return micros - sign * ((static_cast<std::int64_t>(zh) * 60 + zm) * 60 + zs) * 1'000'000;
 }
 
+std::optional<std::int64_t> parse_date(std::string_view s) {
+    s = trim(s);
+    if (iequals(s, "infinity") || iequals(s, "+infinity")) {
+        return std::numeric_limits<std::int64_t>::max();
+    }
+    if (iequals(s, "-infinity")) return std::numeric_limits<std::int64_t>::min();
+    const bool bc = s.size() > 3 && iequals(s.substr(s.size() - 3), " BC");
+    std::size_t i = 0;
+    while (i < s.size() && is_digit(s[i])) ++i;
+    if (i < 4 || i > 7 || i + 6 > s.size() || s[i] != '-' || s[i + 3] != '-') return std::nullopt;
+    std::size_t end = i + 6; // past "-MM-DD"
+    if (end < s.size() && s[end] != ' ' && s[end] != 'T' && s[end] != 't') return std::nullopt;
+    // Validate the rest as a timestamp would be, then keep only the date as written.
+    std::string date(s.substr(0, end));
+    if (bc) date += " BC";
+    if (end < s.size() && !parse_timestamp(s)) return std::nullopt;
+    return parse_timestamp(date);
+}
+
 std::optional<std::string> index_key(const value& v, column_family family) {
     switch (family) {
-    case column_family::floating: {
+    case column_family::floating:
+    case column_family::real: {
         auto d = to_double(v);
         if (v.type() == value_type::text) {
-            std::string storage;
-            auto n = parse_number(v.as_text(), storage);
-            if (!n) return std::nullopt;
-            d = to_double(*n);
+            if (family == column_family::real) {
+                // Untyped literal against a real column: read as float4, as Postgres does.
+                auto r = from_pg_text(column_family::real, trim(v.as_text()));
+                d = r.is_null() ? std::nullopt : std::optional<double>(r.as_double());
+            } else {
+                std::string storage;
+                auto n = parse_number(v.as_text(), storage);
+                if (!n) return std::nullopt;
+                d = to_double(*n);
+            }
         }
         if (!d) return std::nullopt;
         if (std::isnan(*d)) return std::string("NaN");
@@ -477,9 +522,11 @@ std::optional<std::string> index_key(const value& v, column_family family) {
         }
         return std::nullopt;
     case column_family::timestamp:
+    case column_family::date:
         if (v.type() == value_type::timestamp) return integer_text(v.as_int());
         if (v.type() == value_type::text) {
-            auto t = parse_timestamp(v.as_text());
+            auto t = family == column_family::date ? parse_date(v.as_text())
+                                                   : parse_timestamp(v.as_text());
             if (t) return integer_text(*t);
         }
         return std::nullopt;

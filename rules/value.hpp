@@ -32,9 +32,11 @@ enum class column_family : std::uint8_t {
     boolean,
     integer,   // int2, int4, int8, oid
     numeric,   // numeric
-    floating,  // float4, float8
+    floating,  // float8
+    real,      // float4: values are widened to double; untyped literals are read as float4
     text,      // text, varchar, char, name, uuid, citext, enums, ...
-    timestamp, // timestamptz, timestamp, date
+    timestamp, // timestamptz, timestamp
+    date,      // date: values are midnight UTC; literals are read as dates (time and zone ignored)
     other,     // anything else: compared by its text form for = and <> only
 };
 
@@ -134,6 +136,10 @@ std::optional<std::string> canonical_decimal(std::string_view text);
 // ("2024-01-02T03:04:05Z"), a date ("2024-01-02", midnight UTC), "infinity", "-infinity". A
 // timestamp without an offset is taken as UTC. nullopt if malformed.
 std::optional<std::int64_t> parse_timestamp(std::string_view text);
+
+// Parses a date literal as Postgres' date input does: the date as written, any time of day and
+// zone ignored ("2024-06-01 23:00-05" is June 1st). Midnight UTC of that date, in microseconds.
+std::optional<std::int64_t> parse_date(std::string_view text);
 
 // Exact decimal text of a number for hashing: "7" for 7, 7.0 and "7.000"; NaN and infinities by
 // name. Values that compare equal (as compare() says) within one column family have equal keys.
