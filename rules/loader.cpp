@@ -129,7 +129,9 @@ private:
         std::vector<entry> out;
         std::set<std::string> seen;
         for (auto it = map.begin(); it != map.end(); ++it) {
-            const YAML::Node& k = it->first;
+            // Copies: yaml-cpp's iterator hands out a temporary pair; a reference would dangle.
+            const YAML::Node k = it->first;
+            const YAML::Node v = it->second;
             if (!k.IsScalar()) {
                 error(k.Mark(), "keys must be plain names");
                 continue;
@@ -145,7 +147,7 @@ private:
                 error(k.Mark(), "unknown key '" + key + "' (expected " + list + ")");
                 continue;
             }
-            out.emplace_back(key, it->second);
+            out.emplace_back(key, v);
         }
         return out;
     }

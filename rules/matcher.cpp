@@ -28,16 +28,25 @@ struct entry {
     bool live = false;
 };
 
+// What an index key leads to: 16 bytes holding all an exact hit needs, so a change touches one
+// or two cache lines per key however many subscriptions there are. Filters are fetched (by slot)
+// only for the subscriptions that must be evaluated.
+struct posting {
+    subscription_id id = 0;
+    slot s = 0;
+    bool exact = false;
+};
+
 struct column_index {
     std::size_t column = 0;
     column_family family = column_family::other;
-    std::unordered_map<std::string, std::vector<slot>, string_hash, std::equal_to<>> by_key;
+    std::unordered_map<std::string, std::vector<posting>, string_hash, std::equal_to<>> by_key;
     std::size_t subscriptions = 0;
 };
 
 struct table_index {
     std::vector<column_index> columns;
-    std::vector<slot> scan;
+    std::vector<posting> scan;
     std::vector<slot> all;
     std::vector<std::size_t> needed;
     std::vector<std::size_t> needed_refs; // how many subscriptions need each column (parallel)
@@ -51,6 +60,21 @@ void erase_one(std::vector<slot>& v, slot s) {
     }
 }
 
+void erase_one(std::vector<posting>& v, slot s) {
+    auto it = std::find_if(v.begin(), v.end(), [s](const posting& p) { return p.s == s; });
+    if (it != v.end()) {
+        *it = v.back();
+        v.pop_back();
+    }
+}
+
+// A subscription reached by a change, and through which row's lookup.
+struct candidate {
+    posting p;
+    bool via_new = false;
+    bool via_old = false;
+};
+
 } // namespace
 
 struct matcher::impl {
@@ -58,7 +82,7 @@ struct matcher::impl {
     std::vector<slot> free;
     std::unordered_map<subscription_id, slot> by_id;
     std::unordered_map<std::string, table_index, string_hash, std::equal_to<>> tables;
-    mutable std::vector<slot> candidates; // scratch
+    mutable std::vector<candidate> candidates; // scratch
     mutable std::string key;              // scratch
 
     void need(table_index& t, std::size_t column, int delta) {
@@ -136,7 +160,8 @@ void matcher::add(subscription_id id, const table_schema& schema, const predicat
                 t.columns.push_back(column_index{hint->column, family, {}, 0});
                 ci = t.columns.end() - 1;
             }
-            for (const auto& k : keys) ci->by_key[k].push_back(s);
+            const posting p{id, s, hint->exact};
+            for (const auto& k : keys) ci->by_key[k].push_back(p);
             ++ci->subscriptions;
             e.index_column = hint->column;
             e.keys = std::move(keys);
@@ -144,7 +169,7 @@ void matcher::add(subscription_id id, const table_schema& schema, const predicat
             return;
         }
     }
-    t.scan.push_back(s);
+    t.scan.push_back(posting{id, s, false});
 }
 
 void matcher::remove(subscription_id id) {
@@ -196,56 +221,69 @@ void matcher::match(std::string_view table, change_kind kind, std::span<const va
     const bool has_old = !old.empty();
     int lookups = 0;
     for (const auto& ci : t.columns) {
-        auto look = [&](std::span<const value> r) {
+        auto look = [&](std::span<const value> r, bool is_new) {
             if (ci.column >= r.size()) return;
             auto k = index_key(r[ci.column], ci.family);
             if (!k) return;
             auto it = ci.by_key.find(*k);
             if (it == ci.by_key.end()) return;
-            cand.insert(cand.end(), it->second.begin(), it->second.end());
+            for (const auto& p : it->second) cand.push_back({p, is_new, !is_new});
             ++lookups;
         };
-        if (has_new) look(row);
-        if (has_old) look(old);
+        if (has_new) look(row, true);
+        if (has_old) look(old, false);
     }
     if (lookups > 1) {
-        // The same subscription may come from the new and the old row, or several columns.
-        std::sort(cand.begin(), cand.end());
-        cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+        // The same subscription may come from the new and the old row: merge, keeping both marks.
+        std::sort(cand.begin(), cand.end(),
+                  [](const candidate& a, const candidate& b) { return a.p.s < b.p.s; });
+        std::size_t w = 0;
+        for (std::size_t r = 0; r < cand.size(); ++r) {
+            if (w > 0 && cand[w - 1].p.s == cand[r].p.s) {
+                cand[w - 1].via_new |= cand[r].via_new;
+                cand[w - 1].via_old |= cand[r].via_old;
+            } else {
+                cand[w++] = cand[r];
+            }
+        }
+        cand.resize(w);
     }
     const std::size_t indexed = cand.size();
-    cand.insert(cand.end(), t.scan.begin(), t.scan.end());
+    for (const auto& p : t.scan) cand.push_back({p, false, false});
 
     const row_values new_row{row, {}, nullptr};
     const row_values old_row{old, {}, nullptr};
     for (std::size_t i = 0; i < cand.size(); ++i) {
-        const entry& e = impl_->entries[cand[i]];
-        // An exact index hit found through the only lookup made is a match without evaluating.
-        const bool known = e.exact && i < indexed && lookups == 1;
+        const candidate& c = cand[i];
+        // A subscription whose whole filter is the indexed conjunct matches a row exactly when
+        // that row's lookup found it: no evaluation needed.
+        const bool decided = c.p.exact && i < indexed;
+        const entry* e = decided ? nullptr : &impl_->entries[c.p.s];
+        auto matches_new = [&] { return decided ? c.via_new : impl::holds(e->filter, new_row); };
+        auto matches_old = [&] { return decided ? c.via_old : impl::holds(e->filter, old_row); };
         switch (kind) {
         case change_kind::insert:
-            if (known || impl::holds(e.filter, new_row)) out.push_back({e.id, event_kind::insert});
+            if (matches_new()) out.push_back({c.p.id, event_kind::insert});
             break;
         case change_kind::delete_:
-            if (has_old && (known || impl::holds(e.filter, old_row))) {
-                out.push_back({e.id, event_kind::delete_});
-            }
+            if (has_old && matches_old()) out.push_back({c.p.id, event_kind::delete_});
             break;
         case change_kind::update: {
-            const bool n = impl::holds(e.filter, new_row);
+            const bool n = matches_new();
             if (!has_old) {
-                if (n) out.push_back({e.id, event_kind::update});
+                if (n) out.push_back({c.p.id, event_kind::update});
                 break;
             }
-            const bool o = impl::holds(e.filter, old_row);
+            const bool o = matches_old();
             if (n && o) {
-                if (e.updates == nullptr || impl::holds(e.updates, row_values{row, old, nullptr})) {
-                    out.push_back({e.id, event_kind::update});
+                const predicate* updates = impl_->entries[c.p.s].updates;
+                if (updates == nullptr || impl::holds(updates, row_values{row, old, nullptr})) {
+                    out.push_back({c.p.id, event_kind::update});
                 }
             } else if (n) {
-                out.push_back({e.id, event_kind::insert});
+                out.push_back({c.p.id, event_kind::insert});
             } else if (o) {
-                out.push_back({e.id, event_kind::delete_});
+                out.push_back({c.p.id, event_kind::delete_});
             }
             break;
         }
