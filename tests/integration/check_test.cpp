@@ -1,0 +1,107 @@
+// `pgpush check rules.yaml [--db URL]`: every problem as file:line:col: message, exit 1 if any.
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/pg_cluster.hpp"
+#include "tests/support/subprocess.hpp"
+
+namespace pgpush::testing {
+namespace {
+
+struct outcome {
+    int status = -1;
+    std::string out;
+};
+
+outcome check(const std::string& yaml, const std::vector<std::string>& extra = {}) {
+    char dir[] = "/tmp/pgpush-check-XXXXXX";
+    std::string path = std::string(::mkdtemp(dir)) + "/rules.yaml";
+    std::ofstream(path) << yaml;
+    std::vector<std::string> argv = {pgpush_binary(), "check", path};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    subprocess p(argv);
+    outcome o;
+    while (auto line = p.read_line()) o.out += *line + "\n";
+    o.status = p.wait().value_or(-1);
+    std::system(("rm -rf " + std::string(dir)).c_str());
+    // Report paths relative to the file for stable expectations.
+    for (auto at = o.out.find(path); at != std::string::npos; at = o.out.find(path)) {
+        o.out.replace(at, path.size(), "rules.yaml");
+    }
+    o.out += p.stderr_text();
+    return o;
+}
+
+TEST(check, the_shipped_rules_file_is_valid) {
+    subprocess p({pgpush_binary(), "check", std::string(PGPUSH_SOURCE_DIR) + "/rules.yaml"});
+    auto status = p.wait();
+    EXPECT_EQ(status.value_or(-1), 0) << p.stderr_text();
+}
+
+TEST(check, reports_every_error_with_its_position) {
+    auto o = check("tables:\n"
+                   "  messages:\n"
+                   "    rows: \"row.room_id in auth.rooms and\"\n"
+                   "    colums: [id]\n"
+                   "channels:\n"
+                   "  typing:\n"
+                   "    filter: \"row.x = 1\"\n");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(o.out, "rules.yaml:3:5: public.messages: columns: is required (a list, or \"*\" for every column)\n"
+                     "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
+                     "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, max_subscriptions)\n"
+                     "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* payload.*)\n");
+}
+
+TEST(check, yaml_syntax_errors_have_positions_too) {
+    auto o = check("tables:\n  messages: [unclosed\n");
+    EXPECT_EQ(o.status, 1);
+    EXPECT_EQ(o.out.rfind("rules.yaml:3:1: YAML syntax: ", 0), 0u) << o.out;
+}
+
+TEST(check, against_the_live_schema) {
+    pg_cluster pg;
+    pg.exec("CREATE TABLE messages (id bigint PRIMARY KEY, room_id int, body text, sent_at "
+            "timestamptz)");
+    auto ok = check("tables:\n  messages:\n    rows: \"row.room_id in auth.rooms and row.sent_at > "
+                    "'2024-01-01'\"\n    columns: [id, body]\n",
+                    {"--db", pg.url()});
+    EXPECT_EQ(ok.status, 0) << ok.out;
+    EXPECT_NE(ok.out.find("ok (1 table(s), 0 channel(s), checked against the database)"),
+              std::string::npos)
+        << ok.out;
+
+    auto bad = check("tables:\n"
+                     "  messages:\n"
+                     "    rows: \"row.room = 1 or row.room_id = 'seven'\"\n"
+                     "    columns: [id, secret]\n"
+                     "  nosuch:\n"
+                     "    rows: \"true\"\n"
+                     "    columns: \"*\"\n",
+                     {"--db", pg.url()});
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.out.find("rules.yaml:3:12: column \"room\" does not exist in public.messages"),
+              std::string::npos)
+        << bad.out;
+    EXPECT_NE(bad.out.find("rules.yaml:4:19: column secret does not exist in public.messages"),
+              std::string::npos)
+        << bad.out;
+    EXPECT_NE(bad.out.find("rules.yaml:6:5: table public.nosuch does not exist in the database"),
+              std::string::npos)
+        << bad.out;
+}
+
+TEST(check, unreadable_file) {
+    subprocess p({pgpush_binary(), "check", "/nonexistent/rules.yaml"});
+    std::string out;
+    while (auto line = p.read_line()) out += *line;
+    EXPECT_EQ(p.wait().value_or(-1), 1);
+    EXPECT_EQ(out, "/nonexistent/rules.yaml:1:1: cannot read the file");
+}
+
+} // namespace
+} // namespace pgpush::testing
