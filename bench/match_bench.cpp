@@ -80,27 +80,36 @@ void run(benchmark::State& state, fixture& f, change_kind kind) {
         const auto& row = f.rows[i & 511];
         const auto& old = f.rows[(i + 7) & 511];
         f.m.match("public.messages", kind, row,
-                  kind == change_kind::update ? std::span<const value>(old) : std::span<const value>{},
+                  kind == change_kind::update ? std::span<const value>(old)
+                                              : std::span<const value>{},
                   hits);
         total += hits.size();
         benchmark::DoNotOptimize(hits.data());
         ++i;
     }
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
-    state.counters["hits_per_change"] = static_cast<double>(total) / static_cast<double>(state.iterations());
+    state.counters["hits_per_change"] =
+        static_cast<double>(total) / static_cast<double>(state.iterations());
 }
 
 void indexed(benchmark::State& state, change_kind kind) {
     const int n = static_cast<int>(state.range(0));
     static auto rules = load("true");
-    auto f = build(n, std::max(1, n / 10), rules,
-                   [](int i) { return "SELECT * FROM messages WHERE room_id = " + std::to_string(i / 10); },
-                   [](int i) { return nlohmann::json{{"sub", i}}; });
+    auto f = build(
+        n, std::max(1, n / 10), rules,
+        [](int i) { return "SELECT * FROM messages WHERE room_id = " + std::to_string(i / 10); },
+        [](int i) {
+            return nlohmann::json{{"sub", i}};
+        });
     run(state, *f, kind);
 }
 
-void indexed_insert(benchmark::State& state) { indexed(state, change_kind::insert); }
-void indexed_update(benchmark::State& state) { indexed(state, change_kind::update); }
+void indexed_insert(benchmark::State& state) {
+    indexed(state, change_kind::insert);
+}
+void indexed_update(benchmark::State& state) {
+    indexed(state, change_kind::update);
+}
 
 void in_claim(benchmark::State& state) {
     const int n = static_cast<int>(state.range(0));
@@ -111,23 +120,28 @@ void in_claim(benchmark::State& state) {
     std::vector<nlohmann::json> claims;
     for (int i = 0; i < n; ++i) {
         nlohmann::json r = nlohmann::json::array();
-        for (int k = 0; k < 5; ++k) r.push_back(room(rng));
+        for (int k = 0; k < 5; ++k)
+            r.push_back(room(rng));
         claims.push_back({{"sub", i}, {"rooms", r}});
     }
-    auto f = build(n, rooms, rules, [](int) { return std::string("SELECT * FROM messages"); },
-                   [&](int i) { return claims[static_cast<std::size_t>(i)]; });
+    auto f = build(
+        n, rooms, rules, [](int) { return std::string("SELECT * FROM messages"); },
+        [&](int i) { return claims[static_cast<std::size_t>(i)]; });
     run(state, *f, change_kind::insert);
 }
 
 void scan(benchmark::State& state) {
     const int n = static_cast<int>(state.range(0));
     static auto rules = load("true");
-    auto f = build(n, n, rules,
-                   [](int i) {
-                       return "SELECT * FROM messages WHERE room_id >= " + std::to_string(i) +
-                              " AND room_id < " + std::to_string(i + 10);
-                   },
-                   [](int i) { return nlohmann::json{{"sub", i}}; });
+    auto f = build(
+        n, n, rules,
+        [](int i) {
+            return "SELECT * FROM messages WHERE room_id >= " + std::to_string(i) +
+                   " AND room_id < " + std::to_string(i + 10);
+        },
+        [](int i) {
+            return nlohmann::json{{"sub", i}};
+        });
     run(state, *f, change_kind::insert);
 }
 

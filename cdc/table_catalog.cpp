@@ -42,7 +42,8 @@ std::vector<table_description> describe_tables(const std::string& conninfo,
         t.columns.push_back({r[3].as<std::string>(), r[4].as<oid>(), r[5].as<std::string>()});
     }
     std::vector<table_description> out;
-    for (auto& [k, v] : by_name) out.push_back(std::move(v));
+    for (auto& [k, v] : by_name)
+        out.push_back(std::move(v));
     return out;
 }
 

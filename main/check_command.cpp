@@ -25,7 +25,8 @@ CLI::App* add_check_command(CLI::App& app, check_options& o) {
 namespace {
 
 int report(const std::vector<rules::diagnostic>& errors, const std::string& file) {
-    for (const auto& d : errors) std::printf("%s\n", rules::format(d, file).c_str());
+    for (const auto& d : errors)
+        std::printf("%s\n", rules::format(d, file).c_str());
     std::fflush(stdout);
     return errors.empty() ? 0 : 1;
 }
@@ -46,7 +47,8 @@ int run_check(const check_options& o) {
 
     if (!o.db.empty()) {
         std::vector<std::string> tables;
-        for (const auto& [name, rule] : loaded.rules->tables()) tables.push_back(name);
+        for (const auto& [name, rule] : loaded.rules->tables())
+            tables.push_back(name);
         rules::schema_map schema;
         try {
             cdc::type_catalog types;
@@ -54,13 +56,15 @@ int run_check(const check_options& o) {
             for (const auto& t : cdc::describe_tables(o.db, tables)) {
                 std::vector<cdc::oid> missing;
                 for (const auto& c : t.columns) {
-                    for (auto m : types.missing(c.type)) missing.push_back(m);
+                    for (auto m : types.missing(c.type))
+                        missing.push_back(m);
                 }
                 if (!missing.empty()) loader.load(types, missing);
                 schema.emplace(t.qualified(), push::rules_schema(t, types));
             }
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "pgpush check: connection_failed: cannot read the schema from %s: %s\n",
+            std::fprintf(stderr,
+                         "pgpush check: connection_failed: cannot read the schema from %s: %s\n",
                          cdc::pg::redact_conninfo(o.db).c_str(), e.what());
             return 1;
         }

@@ -1,11 +1,10 @@
 #include "push/rules_store.hpp"
 
-#include <sys/inotify.h>
-#include <unistd.h>
-
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -35,7 +34,8 @@ reload_result rules_store::reload() {
     std::vector<rules::diagnostic> problems = loaded.errors;
     if (problems.empty() && validate_) problems = validate_(text);
     if (!problems.empty()) {
-        for (const auto& d : problems) r.errors.push_back(rules::format(d, path_));
+        for (const auto& d : problems)
+            r.errors.push_back(rules::format(d, path_));
         return r;
     }
     std::lock_guard lock(mu_);
@@ -63,7 +63,8 @@ rules_watcher::rules_watcher(net::io_context& io, rules_store& store,
       timer_(io), buffer_(64 * 1024) {
     const std::string& path = store_.path();
     auto slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+    const std::string dir =
+        slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
     file_name_ = slash == std::string::npos ? path : path.substr(slash + 1);
     int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0 || ::inotify_add_watch(fd, dir.c_str(),
@@ -100,18 +101,18 @@ void rules_watcher::wait_signal() {
 }
 
 void rules_watcher::read_events() {
-    inotify_->async_read_some(net::buffer(buffer_), [this](const boost::system::error_code& ec,
-                                                           std::size_t n) {
-        if (ec || stopped_) return;
-        bool ours = false;
-        for (std::size_t off = 0; off + sizeof(inotify_event) <= n;) {
-            const auto* ev = reinterpret_cast<const inotify_event*>(buffer_.data() + off);
-            if (ev->len > 0 && file_name_ == ev->name) ours = true;
-            off += sizeof(inotify_event) + ev->len;
-        }
-        if (ours) schedule();
-        read_events();
-    });
+    inotify_->async_read_some(
+        net::buffer(buffer_), [this](const boost::system::error_code& ec, std::size_t n) {
+            if (ec || stopped_) return;
+            bool ours = false;
+            for (std::size_t off = 0; off + sizeof(inotify_event) <= n;) {
+                const auto* ev = reinterpret_cast<const inotify_event*>(buffer_.data() + off);
+                if (ev->len > 0 && file_name_ == ev->name) ours = true;
+                off += sizeof(inotify_event) + ev->len;
+            }
+            if (ours) schedule();
+            read_events();
+        });
 }
 
 void rules_watcher::schedule() {
@@ -129,9 +130,11 @@ void rules_watcher::run_reload(const char* why) {
         spdlog::info("rules reloaded from {} ({}), generation {}", store_.path(), why,
                      store_.generation());
     } else if (!r.unchanged) {
-        spdlog::error("rules in {} not reloaded ({}): {} error(s); the previous rules stay in force",
-                      store_.path(), why, r.errors.size());
-        for (const auto& e : r.errors) spdlog::error("{}", e);
+        spdlog::error(
+            "rules in {} not reloaded ({}): {} error(s); the previous rules stay in force",
+            store_.path(), why, r.errors.size());
+        for (const auto& e : r.errors)
+            spdlog::error("{}", e);
     }
     if (on_reload_) on_reload_(r);
 }

@@ -47,18 +47,18 @@ struct literal {
 
 struct expr {
     enum class kind : std::uint8_t {
-        literal,  // lit
-        ref,      // space + path
-        param,    // $N (SQL): param
-        list,     // [a, b] / (a, b): args
-        not_,     // args[0]
-        and_,     // args (2 or more)
-        or_,      // args (2 or more)
-        compare,  // args[0] op args[1]
-        in,       // args[0] [NOT] IN args[1] (a list, or a ref to an array claim)
-        is_null,  // args[0] IS [NOT] NULL
-        like,     // args[0] [NOT] LIKE args[1]
-        between,  // args[0] [NOT] BETWEEN args[1] AND args[2]
+        literal, // lit
+        ref,     // space + path
+        param,   // $N (SQL): param
+        list,    // [a, b] / (a, b): args
+        not_,    // args[0]
+        and_,    // args (2 or more)
+        or_,     // args (2 or more)
+        compare, // args[0] op args[1]
+        in,      // args[0] [NOT] IN args[1] (a list, or a ref to an array claim)
+        is_null, // args[0] IS [NOT] NULL
+        like,    // args[0] [NOT] LIKE args[1]
+        between, // args[0] [NOT] BETWEEN args[1] AND args[2]
     };
 
     kind type = kind::literal;

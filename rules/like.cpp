@@ -52,7 +52,8 @@ bool like_match(std::string_view t, std::string_view p) noexcept {
         ti = star_t;
         pi = star_p;
     }
-    while (pi < p.size() && p[pi] == '%') ++pi;
+    while (pi < p.size() && p[pi] == '%')
+        ++pi;
     return pi == p.size();
 }
 

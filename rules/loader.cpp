@@ -58,15 +58,22 @@ std::optional<std::string> identifier(std::string_view s) {
 } // namespace
 
 std::string qualify_table(std::string_view name) {
-    auto dot = name.find('.');
-    if (dot == std::string_view::npos || (name.front() == '"' && name.find("\".") == std::string_view::npos)) {
-        auto t = identifier(name);
-        return "public." + (t ? *t : std::string(name));
+    // Split at the first dot outside double quotes: "a.b".c is schema a.b, table c.
+    bool quoted = false;
+    std::size_t dot = std::string_view::npos;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (name[i] == '"') quoted = !quoted;
+        if (name[i] == '.' && !quoted) {
+            dot = i;
+            break;
+        }
     }
-    auto s = identifier(name.substr(0, dot));
-    auto t = identifier(name.substr(dot + 1));
-    return (s ? *s : std::string(name.substr(0, dot))) + "." +
-           (t ? *t : std::string(name.substr(dot + 1)));
+    auto part = [](std::string_view p) {
+        auto id = identifier(p);
+        return id ? *id : std::string(p);
+    };
+    if (dot == std::string_view::npos) return "public." + part(name);
+    return part(name.substr(0, dot)) + "." + part(name.substr(dot + 1));
 }
 
 class rules_loader {
@@ -74,6 +81,7 @@ public:
     explicit rules_loader(const schema_map* schema) : schema_(schema) {}
 
     load_result load(std::string_view text) {
+        source_ = text;
         auto set = std::make_shared<rule_set>();
         YAML::Node root;
         try {
@@ -83,7 +91,8 @@ public:
             return finish(nullptr);
         }
         if (!root || root.IsNull()) {
-            errors_.push_back({1, 1, "the file is empty: with no rules nothing is visible (add tables:)"});
+            errors_.push_back(
+                {1, 1, "the file is empty: with no rules nothing is visible (add tables:)"});
             return finish(nullptr);
         }
         if (!root.IsMap()) {
@@ -109,7 +118,8 @@ private:
 
     void error(const YAML::Mark& m, std::string message, std::size_t extra_column = 0) {
         errors_.push_back({static_cast<std::size_t>(m.line) + 1,
-                           static_cast<std::size_t>(m.column) + 1 + extra_column, std::move(message)});
+                           static_cast<std::size_t>(m.column) + 1 + extra_column,
+                           std::move(message)});
     }
 
     load_result finish(std::shared_ptr<rule_set> set) {
@@ -143,7 +153,8 @@ private:
             }
             if (!any_key && std::find(known.begin(), known.end(), key) == known.end()) {
                 std::string list;
-                for (auto kk : known) list += (list.empty() ? "" : ", ") + std::string(kk);
+                for (auto kk : known)
+                    list += (list.empty() ? "" : ", ") + std::string(kk);
                 error(k.Mark(), "unknown key '" + key + "' (expected " + list + ")");
                 continue;
             }
@@ -156,40 +167,121 @@ private:
         bool row = false, old = false, auth = false, payload = false;
     };
 
-    // Parses an expression value and checks which namespaces it may use.
+    // Parses an expression value, checks which namespaces it may use and that it is a condition.
+    // Returns null (having reported why) when it is not usable.
     expr_ptr expression(const YAML::Node& n, std::string_view key, allowed_refs allowed) {
         if (!n.IsScalar()) {
             error(n.Mark(), std::string(key) + " must be an expression string");
             return nullptr;
         }
         const std::string& text = n.Scalar();
-        // Quoted scalars start one column before their text; block scalars are approximate.
-        const std::size_t quote = n.Tag() == "!" ? 1 : 0;
         try {
             auto e = parse_expression(text, dialect::rules);
-            check_refs(*e, n, key, allowed, quote);
+            const auto before = errors_.size();
+            check_refs(*e, n, key, allowed);
+            check_condition(*e, n, key);
+            if (errors_.size() != before) return nullptr;
             return e;
         } catch (const parse_error& pe) {
-            error_at(n, pe.offset, quote, std::string(key) + ": " + pe.what());
+            error_at(n, pe.offset, std::string(key) + ": " + pe.what());
             return nullptr;
         }
     }
 
-    void error_at(const YAML::Node& n, std::size_t offset, std::size_t quote, std::string message) {
-        const std::string& text = n.Scalar();
-        auto before = std::string_view(text).substr(0, std::min(offset, text.size()));
-        auto newlines = static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n'));
-        if (newlines == 0) {
-            error(n.Mark(), std::move(message), quote + offset);
-        } else {
-            YAML::Mark m = n.Mark();
-            m.line += static_cast<int>(newlines);
-            error(m, std::move(message), 0);
+    // A condition is built of comparisons, IN, IS NULL, LIKE, BETWEEN, names and booleans joined
+    // by and/or/not: `rows: "1"` or a list outside IN is refused here, not at the first subscriber.
+    void check_condition(const expr& e, const YAML::Node& n, std::string_view key) {
+        switch (e.type) {
+        case expr::kind::and_:
+        case expr::kind::or_:
+        case expr::kind::not_:
+            for (const auto& a : e.args)
+                check_condition(*a, n, key);
+            return;
+        case expr::kind::literal:
+            if (e.lit.type != literal::kind::boolean && e.lit.type != literal::kind::null) {
+                error_at(n, e.offset,
+                         std::string(key) + ": '" + to_string(e) + "' is not a condition");
+            }
+            return;
+        case expr::kind::list:
+            error_at(n, e.offset, std::string(key) + ": a list can only follow IN");
+            return;
+        default:
+            for (std::size_t i = 0; i < e.args.size(); ++i) {
+                const bool in_rhs = e.type == expr::kind::in && i == 1;
+                if (e.args[i]->type == expr::kind::list && !in_rhs) {
+                    error_at(n, e.args[i]->offset,
+                             std::string(key) + ": a list can only follow IN");
+                }
+            }
+            return;
         }
     }
 
-    void check_refs(const expr& e, const YAML::Node& n, std::string_view key, allowed_refs allowed,
-                    std::size_t quote) {
+    // Where byte `offset` of scalar `n`'s value is in the file. The value is the scalar after YAML
+    // decoding, so walk the source: quoted scalars have escapes ('' in single quotes, backslash
+    // sequences in double quotes); block scalars (| and >) start on the next line, indented.
+    std::pair<std::size_t, std::size_t> position_of(const YAML::Node& n, std::size_t offset) const {
+        const YAML::Mark m = n.Mark();
+        std::size_t line = static_cast<std::size_t>(m.line) + 1;
+        std::size_t column = static_cast<std::size_t>(m.column) + 1;
+        const auto pos = static_cast<std::size_t>(m.pos);
+        if (pos >= source_.size()) return {line, column};
+        const char opener = source_[pos];
+        if (opener == '|' || opener == '>') {
+            const std::string& value = n.Scalar();
+            auto before = std::string_view(value).substr(0, std::min(offset, value.size()));
+            const auto nl =
+                static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n'));
+            const auto last = before.rfind('\n');
+            const std::size_t in_line =
+                last == std::string_view::npos ? before.size() : before.size() - last - 1;
+            // Find the source line: skip the indicator line, then `nl` content lines.
+            std::size_t p = source_.find('\n', pos);
+            for (std::size_t k = 0; k < nl && p != std::string_view::npos; ++k)
+                p = source_.find('\n', p + 1);
+            std::size_t indent = 0;
+            if (p != std::string_view::npos) {
+                while (p + 1 + indent < source_.size() && source_[p + 1 + indent] == ' ')
+                    ++indent;
+            }
+            return {line + 1 + nl, indent + in_line + 1};
+        }
+        std::size_t decoded = 0, i = pos;
+        if (opener == '\'' || opener == '"') ++i;
+        while (i < source_.size() && decoded < offset) {
+            const char c = source_[i];
+            if (c == '\n') {
+                ++line;
+                column = 0;
+                ++i;
+                ++decoded;
+                continue;
+            }
+            std::size_t width = 1;
+            if (opener == '\'' && c == '\'' && i + 1 < source_.size() && source_[i + 1] == '\'')
+                width = 2;
+            if (opener == '"' && c == '\\' && i + 1 < source_.size()) {
+                const char k = source_[i + 1];
+                width = k == 'x' ? 4 : k == 'u' ? 6 : k == 'U' ? 10 : 2;
+            }
+            i += width;
+            ++decoded;
+        }
+        std::size_t line_start = i == 0 ? std::string_view::npos : source_.rfind('\n', i - 1);
+        line_start = line_start == std::string_view::npos ? 0 : line_start + 1;
+        column = i - line_start + 1;
+        return {line, column};
+    }
+
+    void error_at(const YAML::Node& n, std::size_t offset, std::string message) {
+        auto [line, column] = position_of(n, offset);
+        errors_.push_back({line, column, std::move(message)});
+    }
+
+    void check_refs(const expr& e, const YAML::Node& n, std::string_view key,
+                    allowed_refs allowed) {
         if (e.type == expr::kind::ref) {
             bool ok = (e.space == ref_space::row && allowed.row) ||
                       (e.space == ref_space::old && allowed.old) ||
@@ -201,12 +293,13 @@ private:
                 if (allowed.old) can += " old.*";
                 if (allowed.auth) can += " auth.*";
                 if (allowed.payload) can += " payload.*";
-                error_at(n, e.offset, quote,
+                error_at(n, e.offset,
                          std::string(key) + ": " + std::string(to_string(e.space)) +
                              ".* cannot be used here (only" + can + ")");
             }
         }
-        for (const auto& a : e.args) check_refs(*a, n, key, allowed, quote);
+        for (const auto& a : e.args)
+            check_refs(*a, n, key, allowed);
     }
 
     void load_tables(const YAML::Node& tables, rule_set& set) {
@@ -233,7 +326,8 @@ private:
                 }
             }
             if (!body.IsMap()) {
-                error(body.Mark(), "the rules for " + rule.name + " must be a mapping (rows:, columns:, ...)");
+                error(body.Mark(),
+                      "the rules for " + rule.name + " must be a mapping (rows:, columns:, ...)");
                 continue;
             }
             bool has_rows = false, has_columns = false;
@@ -254,7 +348,8 @@ private:
                     load_columns(value, rule, live);
                 } else if (key == "max_subscriptions") {
                     std::size_t n = 0;
-                    if (!value.IsScalar() || !YAML::convert<std::size_t>::decode(value, n) || n == 0) {
+                    if (!value.IsScalar() || !YAML::convert<std::size_t>::decode(value, n) ||
+                        n == 0) {
                         error(value.Mark(), "max_subscriptions must be a positive integer");
                     } else {
                         rule.max_subscriptions = n;
@@ -262,10 +357,12 @@ private:
                 }
             }
             if (!has_rows) {
-                error(body.Mark(), rule.name + ": rows: is required (write rows: \"true\" to allow every row)");
+                error(body.Mark(),
+                      rule.name + ": rows: is required (write rows: \"true\" to allow every row)");
             }
             if (!has_columns) {
-                error(body.Mark(), rule.name + ": columns: is required (a list, or \"*\" for every column)");
+                error(body.Mark(),
+                      rule.name + ": columns: is required (a list, or \"*\" for every column)");
             }
             set.tables_.emplace(rule.name, std::move(rule));
         }
@@ -315,13 +412,15 @@ private:
             const expr* one[] = {e};
             predicate::bind(one, ctx);
         } catch (const bind_error& be) {
-            error_at(n, be.offset, n.Tag() == "!" ? 1 : 0, be.what());
+            error_at(n, be.offset, be.what());
         }
     }
 
     static bool uses_row(const expr& e) {
-        if (e.type == expr::kind::ref && (e.space == ref_space::row || e.space == ref_space::old)) return true;
-        return std::any_of(e.args.begin(), e.args.end(), [](const auto& a) { return uses_row(*a); });
+        if (e.type == expr::kind::ref && (e.space == ref_space::row || e.space == ref_space::old))
+            return true;
+        return std::any_of(e.args.begin(), e.args.end(),
+                           [](const auto& a) { return uses_row(*a); });
     }
 
     void load_channels(const YAML::Node& channels, rule_set& set) {
@@ -343,7 +442,8 @@ private:
                 continue;
             }
             if (!body.IsMap()) {
-                error(body.Mark(), "the rules for channel " + name + " must be a mapping (allow:, filter:)");
+                error(body.Mark(),
+                      "the rules for channel " + name + " must be a mapping (allow:, filter:)");
                 continue;
             }
             for (const auto& [key, value] : entries(body, {"allow", "filter"})) {
@@ -358,6 +458,7 @@ private:
     }
 
     const schema_map* schema_;
+    std::string_view source_;
     std::vector<diagnostic> errors_;
 };
 

@@ -21,8 +21,8 @@ struct entry {
     std::string table;
     const predicate* filter = nullptr;
     const predicate* updates = nullptr;
-    bool exact = false;             // the index conjunct is the whole filter
-    bool never = false;             // folded to false/unknown
+    bool exact = false;                  // the index conjunct is the whole filter
+    bool never = false;                  // folded to false/unknown
     std::size_t index_column = SIZE_MAX; // SIZE_MAX: scanned
     std::vector<std::string> keys;       // index keys it is filed under
     bool live = false;
@@ -83,7 +83,7 @@ struct matcher::impl {
     std::unordered_map<subscription_id, slot> by_id;
     std::unordered_map<std::string, table_index, string_hash, std::equal_to<>> tables;
     mutable std::vector<candidate> candidates; // scratch
-    mutable std::string key;              // scratch
+    mutable std::string key;                   // scratch
 
     void need(table_index& t, std::size_t column, int delta) {
         auto it = std::find(t.needed.begin(), t.needed.end(), column);
@@ -131,9 +131,11 @@ void matcher::add(subscription_id id, const table_schema& schema, const predicat
     impl_->by_id[id] = s;
     auto& t = impl_->tables[e.table];
     t.all.push_back(s);
-    for (auto c : filter->columns()) impl_->need(t, c, +1);
+    for (auto c : filter->columns())
+        impl_->need(t, c, +1);
     if (updates) {
-        for (auto c : updates->columns()) impl_->need(t, c, +1);
+        for (auto c : updates->columns())
+            impl_->need(t, c, +1);
     }
 
     if (auto k = filter->constant(); k && *k != tri::true_) {
@@ -151,7 +153,8 @@ void matcher::add(subscription_id id, const table_schema& schema, const predicat
                 ok = false; // a value we cannot key: evaluate this one by scanning
                 break;
             }
-            if (std::find(keys.begin(), keys.end(), *k) == keys.end()) keys.push_back(std::move(*k));
+            if (std::find(keys.begin(), keys.end(), *k) == keys.end())
+                keys.push_back(std::move(*k));
         }
         if (ok) {
             auto ci = std::find_if(t.columns.begin(), t.columns.end(),
@@ -161,7 +164,8 @@ void matcher::add(subscription_id id, const table_schema& schema, const predicat
                 ci = t.columns.end() - 1;
             }
             const posting p{id, s, hint->exact};
-            for (const auto& k : keys) ci->by_key[k].push_back(p);
+            for (const auto& k : keys)
+                ci->by_key[k].push_back(p);
             ++ci->subscriptions;
             e.index_column = hint->column;
             e.keys = std::move(keys);
@@ -182,9 +186,11 @@ void matcher::remove(subscription_id id) {
     if (tt != impl_->tables.end()) {
         table_index& t = tt->second;
         erase_one(t.all, s);
-        for (auto c : e.filter->columns()) impl_->need(t, c, -1);
+        for (auto c : e.filter->columns())
+            impl_->need(t, c, -1);
         if (e.updates) {
-            for (auto c : e.updates->columns()) impl_->need(t, c, -1);
+            for (auto c : e.updates->columns())
+                impl_->need(t, c, -1);
         }
         if (e.index_column != SIZE_MAX) {
             for (auto& ci : t.columns) {
@@ -207,7 +213,9 @@ void matcher::remove(subscription_id id) {
     impl_->free.push_back(s);
 }
 
-std::size_t matcher::size() const { return impl_->by_id.size(); }
+std::size_t matcher::size() const {
+    return impl_->by_id.size();
+}
 
 void matcher::match(std::string_view table, change_kind kind, std::span<const value> row,
                     std::span<const value> old, std::vector<hit>& out) const {
@@ -227,7 +235,8 @@ void matcher::match(std::string_view table, change_kind kind, std::span<const va
             if (!k) return;
             auto it = ci.by_key.find(*k);
             if (it == ci.by_key.end()) return;
-            for (const auto& p : it->second) cand.push_back({p, is_new, !is_new});
+            for (const auto& p : it->second)
+                cand.push_back({p, is_new, !is_new});
             ++lookups;
         };
         if (has_new) look(row, true);
@@ -249,7 +258,8 @@ void matcher::match(std::string_view table, change_kind kind, std::span<const va
         cand.resize(w);
     }
     const std::size_t indexed = cand.size();
-    for (const auto& p : t.scan) cand.push_back({p, false, false});
+    for (const auto& p : t.scan)
+        cand.push_back({p, false, false});
 
     const row_values new_row{row, {}, nullptr};
     const row_values old_row{old, {}, nullptr};
@@ -294,7 +304,8 @@ void matcher::match(std::string_view table, change_kind kind, std::span<const va
 void matcher::all(std::string_view table, std::vector<subscription_id>& out) const {
     auto tt = impl_->tables.find(table);
     if (tt == impl_->tables.end()) return;
-    for (slot s : tt->second.all) out.push_back(impl_->entries[s].id);
+    for (slot s : tt->second.all)
+        out.push_back(impl_->entries[s].id);
 }
 
 std::span<const std::size_t> matcher::columns_needed(std::string_view table) const {

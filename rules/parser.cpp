@@ -74,8 +74,12 @@ bool is_ident_start(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
            static_cast<unsigned char>(c) >= 0x80;
 }
-bool is_ident_char(char c) { return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_ident_char(char c) {
+    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
+}
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -89,7 +93,8 @@ std::vector<token> lex(std::string_view s, dialect d) {
     std::vector<token> out;
     std::size_t i = 0;
     while (true) {
-        while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+            ++i;
         if (i >= s.size()) break;
         if (s.substr(i, 2) == "--") {
             throw parse_error(i, "comments are not supported");
@@ -99,22 +104,26 @@ std::vector<token> lex(std::string_view s, dialect d) {
         const char c = s[i];
         if (is_ident_start(c)) {
             std::size_t j = i;
-            while (j < s.size() && is_ident_char(s[j])) ++j;
+            while (j < s.size() && is_ident_char(s[j]))
+                ++j;
             t.type = tok::ident;
             t.text = std::string(s.substr(i, j - i));
             i = j;
         } else if (is_digit(c) || (c == '.' && i + 1 < s.size() && is_digit(s[i + 1]))) {
             std::size_t j = i;
-            while (j < s.size() && is_digit(s[j])) ++j;
+            while (j < s.size() && is_digit(s[j]))
+                ++j;
             if (j < s.size() && s[j] == '.') {
                 ++j;
-                while (j < s.size() && is_digit(s[j])) ++j;
+                while (j < s.size() && is_digit(s[j]))
+                    ++j;
             }
             if (j < s.size() && (s[j] == 'e' || s[j] == 'E')) {
                 std::size_t k = j + 1;
                 if (k < s.size() && (s[k] == '+' || s[k] == '-')) ++k;
                 if (k < s.size() && is_digit(s[k])) {
-                    while (k < s.size() && is_digit(s[k])) ++k;
+                    while (k < s.size() && is_digit(s[k]))
+                        ++k;
                     j = k;
                 }
             }
@@ -164,7 +173,8 @@ std::vector<token> lex(std::string_view s, dialect d) {
             i = j + 1;
         } else if (c == '$' && d == dialect::sql) {
             std::size_t j = i + 1;
-            while (j < s.size() && is_digit(s[j])) ++j;
+            while (j < s.size() && is_digit(s[j]))
+                ++j;
             if (j == i + 1) throw parse_error(i, "expected a parameter number after $");
             t.type = tok::param;
             t.text = std::string(s.substr(i + 1, j - i - 1));
@@ -284,7 +294,8 @@ private:
         if (!at_keyword("or")) return left;
         auto e = make(expr::kind::or_, left->offset);
         e->args.push_back(std::move(left));
-        while (accept_keyword("or")) e->args.push_back(and_expr());
+        while (accept_keyword("or"))
+            e->args.push_back(and_expr());
         return e;
     }
 
@@ -293,7 +304,8 @@ private:
         if (!at_keyword("and")) return left;
         auto e = make(expr::kind::and_, left->offset);
         e->args.push_back(std::move(left));
-        while (accept_keyword("and")) e->args.push_back(not_expr());
+        while (accept_keyword("and"))
+            e->args.push_back(not_expr());
         return e;
     }
 
@@ -315,7 +327,7 @@ private:
         if (t.type == tok::op) {
             auto e = make(expr::kind::compare, left->offset);
             std::string op = next().text;
-            e->op = op == "=" || op == "==" ? compare_op::eq
+            e->op = op == "=" || op == "=="    ? compare_op::eq
                     : op == "!=" || op == "<>" ? compare_op::ne
                     : op == "<"                ? compare_op::lt
                     : op == "<="               ? compare_op::le
@@ -326,7 +338,9 @@ private:
             // In SQL, x = NULL is never true (nor false): always a mistake, so say so.
             for (const auto& side : e->args) {
                 if (side->type == expr::kind::literal && side->lit.type == literal::kind::null) {
-                    throw parse_error(side->offset, "comparing with NULL is never true: write IS NULL or IS NOT NULL");
+                    throw parse_error(
+                        side->offset,
+                        "comparing with NULL is never true: write IS NULL or IS NOT NULL");
                 }
             }
             return e;
@@ -384,15 +398,19 @@ private:
     expr_ptr in_list() {
         const token& t = peek();
         if (t.type == tok::lparen || t.type == tok::lbracket) {
-            if (t.type == tok::lbracket && d_ == dialect::sql) fail(t, "lists are written (a, b) in SQL");
-            if (t.type == tok::lparen && at_keyword("select", 1)) fail(peek(1), "subqueries are not supported");
+            if (t.type == tok::lbracket && d_ == dialect::sql)
+                fail(t, "lists are written (a, b) in SQL");
+            if (t.type == tok::lparen && at_keyword("select", 1))
+                fail(peek(1), "subqueries are not supported");
             return list(t.type == tok::lparen ? tok::rparen : tok::rbracket);
         }
         if (d_ == dialect::rules && t.type == tok::ident) return operand();
-        unexpected(t, d_ == dialect::sql ? "a list (a, b, ...) after IN" : "a list or a claim after IN");
+        unexpected(t, d_ == dialect::sql ? "a list (a, b, ...) after IN"
+                                         : "a list or a claim after IN");
     }
 
     expr_ptr list(tok close) {
+        if (++depth_ > max_depth) fail(peek(), "expression nests too deeply");
         auto e = make(expr::kind::list, next().offset);
         if (peek().type == close) fail(peek(), "empty lists are not allowed");
         while (true) {
@@ -407,8 +425,10 @@ private:
                 next();
                 continue;
             }
-            if (peek().type != close) unexpected(peek(), close == tok::rparen ? "',' or ')'" : "',' or ']'");
+            if (peek().type != close)
+                unexpected(peek(), close == tok::rparen ? "',' or ')'" : "',' or ']'");
             next();
+            --depth_;
             return e;
         }
     }
@@ -459,7 +479,8 @@ private:
         case tok::lparen: {
             if (at_keyword("select")) fail(peek(), "subqueries are not supported");
             auto e = expression();
-            if (peek().type == tok::comma) fail(peek(), "row values (a, b) are only allowed after IN");
+            if (peek().type == tok::comma)
+                fail(peek(), "row values (a, b) are only allowed after IN");
             expect(tok::rparen, "')'");
             return e;
         }
@@ -507,11 +528,14 @@ private:
             if (peek().type == tok::dot) { // table.column
                 next();
                 const token& c = next();
-                if (c.type != tok::ident && c.type != tok::quoted_ident) unexpected(c, "a column name");
+                if (c.type != tok::ident && c.type != tok::quoted_ident)
+                    unexpected(c, "a column name");
                 e->path.push_back(c.type == tok::quoted_ident ? c.text : lower(c.text));
-                if (peek().type == tok::dot) fail(peek(), "schema.table.column is not supported: write table.column");
+                if (peek().type == tok::dot)
+                    fail(peek(), "schema.table.column is not supported: write table.column");
             }
-            if (peek().type == tok::other && peek().text == ":") fail(peek(), "casts (::) are not supported");
+            if (peek().type == tok::other && peek().text == ":")
+                fail(peek(), "casts (::) are not supported");
             return e;
         }
         if (word == "row") {
@@ -542,7 +566,8 @@ private:
         }
         if (e->path.empty()) fail(t, "'" + word + "' needs a field: " + word + ".name");
         if ((e->space == ref_space::row || e->space == ref_space::old) && e->path.size() > 1) {
-            fail(t, "nested paths into columns are not supported (" + word + "." + e->path[0] + ")");
+            fail(t,
+                 "nested paths into columns are not supported (" + word + "." + e->path[0] + ")");
         }
         return e;
     }
@@ -592,7 +617,8 @@ std::string to_string(const expr& e) {
         return render_literal(e.lit);
     case expr::kind::ref: {
         std::string out = e.space == ref_space::column ? "" : std::string(to_string(e.space)) + ".";
-        for (std::size_t i = 0; i < e.path.size(); ++i) out += (i ? "." : "") + e.path[i];
+        for (std::size_t i = 0; i < e.path.size(); ++i)
+            out += (i ? "." : "") + e.path[i];
         return out;
     }
     case expr::kind::param:
@@ -638,10 +664,12 @@ namespace {
         w == "full" || w == "cross" || w == "natural" || w == "using") {
         p.fail(t, "joins are not supported: subscribe to one table");
     }
-    if (w == "order") p.fail(t, "ORDER BY is not supported: the result is a set; sort on the client");
+    if (w == "order")
+        p.fail(t, "ORDER BY is not supported: the result is a set; sort on the client");
     if (w == "limit" || w == "offset" || w == "fetch") p.fail(t, "LIMIT/OFFSET are not supported");
     if (w == "group" || w == "having") p.fail(t, "GROUP BY/HAVING (aggregates) are not supported");
-    if (w == "union" || w == "intersect" || w == "except") p.fail(t, "UNION/INTERSECT/EXCEPT are not supported");
+    if (w == "union" || w == "intersect" || w == "except")
+        p.fail(t, "UNION/INTERSECT/EXCEPT are not supported");
     if (w == "for") p.fail(t, "FOR UPDATE/SHARE is not supported");
     if (w == "window") p.fail(t, "WINDOW is not supported");
     if (t.type == tok::ident || t.type == tok::quoted_ident) {
@@ -676,22 +704,25 @@ select_query parse_select(std::string_view sql) {
                 }
                 p.fail(t, "only plain column names (or *) can be selected, not '" + t.text + "'");
             }
-            if (t.type == tok::ident && lower(t.text) == "from") p.unexpected(t, "a column name or *");
+            if (t.type == tok::ident && lower(t.text) == "from")
+                p.unexpected(t, "a column name or *");
             std::string col = t.type == tok::quoted_ident ? t.text : lower(t.text);
-            if (p.peek().type == tok::lparen) p.fail(t, "functions are not supported (" + t.text + "(...))");
+            if (p.peek().type == tok::lparen)
+                p.fail(t, "functions are not supported (" + t.text + "(...))");
             if (p.peek().type == tok::dot) { // table.column
                 p.next();
                 const token& c = p.next();
                 if (c.type == tok::star) p.fail(c, "table.* is not supported: write *");
-                if (c.type != tok::ident && c.type != tok::quoted_ident) p.unexpected(c, "a column name");
+                if (c.type != tok::ident && c.type != tok::quoted_ident)
+                    p.unexpected(c, "a column name");
                 qualifiers.emplace_back(col, t.offset);
                 col = c.type == tok::quoted_ident ? c.text : lower(c.text);
             }
             if (p.at_keyword("as") || (p.peek().type == tok::ident && !p.at_keyword("from"))) {
                 p.fail(p.peek(), "column aliases are not supported");
             }
-            if (p.peek().type == tok::op || p.peek().type == tok::minus || p.peek().type == tok::other ||
-                p.peek().type == tok::star) {
+            if (p.peek().type == tok::op || p.peek().type == tok::minus ||
+                p.peek().type == tok::other || p.peek().type == tok::star) {
                 p.fail(p.peek(), "only plain column names can be selected, not expressions");
             }
             q.columns.push_back(col);

@@ -24,16 +24,21 @@ std::string_view to_string(plan_error_code c) {
 
 namespace {
 
-plan_error error(plan_error_code code, std::string message) { return {code, std::move(message)}; }
+plan_error error(plan_error_code code, std::string message) {
+    return {code, std::move(message)};
+}
 
-std::string at(source_offset offset) { return " (at character " + std::to_string(offset + 1) + ")"; }
+std::string at(source_offset offset) {
+    return " (at character " + std::to_string(offset + 1) + ")";
+}
 
 // Columns the query's WHERE reads (bare or table-qualified).
 void where_columns(const expr& e, std::vector<std::pair<std::string, source_offset>>& out) {
     if (e.type == expr::kind::ref && e.space == ref_space::column) {
         out.emplace_back(e.path.back(), e.offset);
     }
-    for (const auto& a : e.args) where_columns(*a, out);
+    for (const auto& a : e.args)
+        where_columns(*a, out);
 }
 
 // Runs a claims-only expression (allow:) for these claims.
@@ -48,9 +53,9 @@ std::optional<tri> allowed(const expr* allow, const nlohmann::json& claims) {
 
 } // namespace
 
-std::variant<subscription_plan, plan_error> plan_subscription(
-    const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
-    const schema_lookup& schema_of) {
+std::variant<subscription_plan, plan_error>
+plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
+                  const schema_lookup& schema_of) {
     static const nlohmann::json no_claims = nlohmann::json::object();
     const nlohmann::json& claims = request.claims ? *request.claims : no_claims;
 
@@ -91,16 +96,19 @@ std::variant<subscription_plan, plan_error> plan_subscription(
         for (std::size_t k = 0; k < q.columns.size(); ++k) {
             const auto& c = q.columns[k];
             if (!visible(c)) {
-                return error(plan_error_code::forbidden,
-                             "column " + c + " of " + table + " is not available" + at(q.column_offsets[k]));
+                return error(plan_error_code::forbidden, "column " + c + " of " + table +
+                                                             " is not available" +
+                                                             at(q.column_offsets[k]));
             }
             auto pos = schema->find(c);
             if (!pos) {
-                return error(plan_error_code::unknown_column,
-                             "column " + c + " does not exist in " + table + at(q.column_offsets[k]));
+                return error(plan_error_code::unknown_column, "column " + c +
+                                                                  " does not exist in " + table +
+                                                                  at(q.column_offsets[k]));
             }
             if (std::find(plan.columns.begin(), plan.columns.end(), *pos) != plan.columns.end()) {
-                return error(plan_error_code::bad_query, "column " + c + " is selected twice" + at(q.column_offsets[k]));
+                return error(plan_error_code::bad_query,
+                             "column " + c + " is selected twice" + at(q.column_offsets[k]));
             }
             plan.columns.push_back(*pos);
             plan.column_names.push_back(c);
@@ -115,13 +123,15 @@ std::variant<subscription_plan, plan_error> plan_subscription(
         where_columns(*q.where, used);
         for (const auto& [c, offset] : used) {
             if (!visible(c)) {
-                return error(plan_error_code::forbidden, "column " + c + " of " + table + " is not available" + at(offset));
+                return error(plan_error_code::forbidden,
+                             "column " + c + " of " + table + " is not available" + at(offset));
             }
         }
     }
     if (static_cast<std::size_t>(q.max_param) > request.params.size()) {
-        return error(plan_error_code::bad_query, "the query uses $" + std::to_string(q.max_param) + " but " +
-                                                     std::to_string(request.params.size()) + " parameter(s) were given");
+        return error(plan_error_code::bad_query,
+                     "the query uses $" + std::to_string(q.max_param) + " but " +
+                         std::to_string(request.params.size()) + " parameter(s) were given");
     }
 
     bind_context ctx;
@@ -147,9 +157,9 @@ std::variant<subscription_plan, plan_error> plan_subscription(
             plan.updates = predicate::bind(u, uctx);
         }
     } catch (const bind_error& e) {
-        return error(plan_error_code::forbidden,
-                     "the rules for " + table + " do not fit its columns (" + e.what() +
-                         "): nothing is served until they are fixed");
+        return error(plan_error_code::forbidden, "the rules for " + table +
+                                                     " do not fit its columns (" + e.what() +
+                                                     "): nothing is served until they are fixed");
     }
     return plan;
 }
@@ -158,22 +168,24 @@ std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const ru
                                                   std::string_view channel,
                                                   const nlohmann::json& claims) {
     const channel_rule* rule = rules->channel(channel);
-    if (rule == nullptr) {
-        // Like tables: an unlisted channel is indistinguishable from one nobody uses.
-        return error(plan_error_code::forbidden, "not allowed to listen on " + std::string(channel));
-    }
-    if (allowed(rule->allow.get(), claims) != tri::true_) {
-        return error(plan_error_code::forbidden, "not allowed to listen on " + std::string(channel));
-    }
+    const auto denied =
+        error(plan_error_code::forbidden, "not allowed to listen on " + std::string(channel));
+    // Like tables: an unlisted channel is indistinguishable from one nobody may use.
+    if (rule == nullptr) return denied;
     listen_plan plan;
-    plan.rules = rules;
-    plan.rule = rule;
-    if (rule->filter) {
-        bind_context ctx;
-        ctx.claims = &claims;
-        ctx.allow_payload = true;
-        const expr* one[] = {rule->filter.get()};
-        plan.filter = predicate::bind(one, ctx);
+    try {
+        if (allowed(rule->allow.get(), claims) != tri::true_) return denied;
+        plan.rules = rules;
+        plan.rule = rule;
+        if (rule->filter) {
+            bind_context ctx;
+            ctx.claims = &claims;
+            ctx.allow_payload = true;
+            const expr* one[] = {rule->filter.get()};
+            plan.filter = predicate::bind(one, ctx);
+        }
+    } catch (const bind_error&) {
+        return denied; // a rule that cannot be evaluated denies (the loader reports it)
     }
     return plan;
 }

@@ -36,7 +36,7 @@ struct plan_error {
 struct subscription_plan {
     std::shared_ptr<const rule_set> rules; // keeps `rule` alive
     const table_rule* rule = nullptr;
-    std::string table; // qualified
+    std::string table;                     // qualified
     std::vector<std::size_t> columns;      // positions to send, in the order the query named them
     std::vector<std::string> column_names; // same order
     std::unique_ptr<const predicate> filter;
@@ -52,9 +52,9 @@ struct subscribe_request {
 // The live schema of a table (qualified name), or nullptr if it does not exist.
 using schema_lookup = std::function<const table_schema*(std::string_view)>;
 
-std::variant<subscription_plan, plan_error> plan_subscription(
-    const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
-    const schema_lookup& schema_of);
+std::variant<subscription_plan, plan_error>
+plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
+                  const schema_lookup& schema_of);
 
 // Whether `claims` may LISTEN on `channel`, and the payload filter to apply (null: all).
 struct listen_plan {

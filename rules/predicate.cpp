@@ -224,15 +224,16 @@ private:
         } else if (n.kind == op::column || n.kind == op::old_column) {
             if (infos_[i].family && *infos_[i].family != column_family::boolean) {
                 fail(bind_error_code::type_mismatch, e,
-                     "column " + rules::to_string(e) + " is " +
-                         ctx_.table->columns[n.a].type_name + ", not boolean: compare it with something");
+                     "column " + rules::to_string(e) + " is " + ctx_.table->columns[n.a].type_name +
+                         ", not boolean: compare it with something");
             }
         }
     }
 
     std::uint32_t column_ref(const expr& e, bool old) {
         if (ctx_.table == nullptr) {
-            fail(bind_error_code::bad_expression, e, "'" + rules::to_string(e) + "' cannot be used here: there is no row");
+            fail(bind_error_code::bad_expression, e,
+                 "'" + rules::to_string(e) + "' cannot be used here: there is no row");
         }
         std::string name = e.path.back();
         if (e.space == ref_space::column && e.path.size() == 2 && e.path[0] != ctx_.table->name) {
@@ -252,7 +253,8 @@ private:
 
     std::uint32_t claim(const expr& e) {
         if (ctx_.claims == nullptr) {
-            fail(bind_error_code::bad_expression, e, "auth." + e.path.front() + " cannot be used here");
+            fail(bind_error_code::bad_expression, e,
+                 "auth." + e.path.front() + " cannot be used here");
         }
         const nlohmann::json* j = json_path(ctx_.claims, e.path);
         if (j == nullptr) return constant(value::null(), false); // missing claim: NULL, denies
@@ -271,7 +273,8 @@ private:
         }
         const auto& j = ctx_.params[static_cast<std::size_t>(e.param - 1)];
         if (!j.is_null() && !j.is_string() && !j.is_number() && !j.is_boolean()) {
-            fail(bind_error_code::bad_param, e, "$" + std::to_string(e.param) + " must be a scalar");
+            fail(bind_error_code::bad_param, e,
+                 "$" + std::to_string(e.param) + " must be a scalar");
         }
         // Parameters are values the client wrote, like literals: wrong types are its error.
         return constant(own(from_json(j)), true);
@@ -356,8 +359,9 @@ private:
         if (fb && is_constant(a)) a = coerce_to(a, *fb, ea, eb);
         if (fa && fb && !comparable_families(*fa, *fb)) {
             fail(bind_error_code::type_mismatch, ea,
-                 "type mismatch: " + rules::to_string(ea) + " is " + std::string(rules::to_string(*fa)) +
-                     ", " + rules::to_string(eb) + " is " + std::string(rules::to_string(*fb)));
+                 "type mismatch: " + rules::to_string(ea) + " is " +
+                     std::string(rules::to_string(*fa)) + ", " + rules::to_string(eb) + " is " +
+                     std::string(rules::to_string(*fb)));
         }
     }
 
@@ -373,13 +377,15 @@ private:
             case ref_space::row:
                 return column_ref(e, false);
             case ref_space::old:
-                if (!ctx_.allow_old) fail(bind_error_code::bad_expression, e, "old.* cannot be used here");
+                if (!ctx_.allow_old)
+                    fail(bind_error_code::bad_expression, e, "old.* cannot be used here");
                 return column_ref(e, true);
             case ref_space::auth:
                 return claim(e);
             case ref_space::payload: {
                 if (!ctx_.allow_payload) {
-                    fail(bind_error_code::bad_expression, e, "payload.* only exists in channel filters");
+                    fail(bind_error_code::bad_expression, e,
+                         "payload.* only exists in channel filters");
                 }
                 p_.paths_.push_back(e.path);
                 node n;
@@ -434,11 +440,13 @@ private:
                 const std::optional<column_family> f = infos_[i].family;
                 if (f && *f != column_family::text && *f != column_family::other) {
                     fail(bind_error_code::type_mismatch, *ex,
-                         "LIKE needs text: " + rules::to_string(*ex) + " is " + std::string(rules::to_string(*f)));
+                         "LIKE needs text: " + rules::to_string(*ex) + " is " +
+                             std::string(rules::to_string(*f)));
                 }
                 if (is_constant(i) && infos_[i].from_literal && !constant_of(i).is_null() &&
                     constant_of(i).type() != value_type::text) {
-                    fail(bind_error_code::type_mismatch, *ex, "LIKE needs text: " + rules::to_string(*ex) + " is not");
+                    fail(bind_error_code::type_mismatch, *ex,
+                         "LIKE needs text: " + rules::to_string(*ex) + " is not");
                 }
             }
             if (is_constant(a) && is_constant(b)) {
@@ -481,12 +489,14 @@ private:
         if (rhs.type == expr::kind::list) {
             for (const auto& item : rhs.args) {
                 auto i = bind(*item);
-                if (!is_constant(i)) fail(bind_error_code::bad_expression, *item, "list items must be values");
+                if (!is_constant(i))
+                    fail(bind_error_code::bad_expression, *item, "list items must be values");
                 if (infos_[a].family) i = coerce_to(i, *infos_[a].family, *item, *e.args[0]);
                 items.push_back(constant_of(i));
             }
         } else if (rhs.type == expr::kind::ref && rhs.space == ref_space::auth) {
-            if (ctx_.claims == nullptr) fail(bind_error_code::bad_expression, rhs, "auth.* cannot be used here");
+            if (ctx_.claims == nullptr)
+                fail(bind_error_code::bad_expression, rhs, "auth.* cannot be used here");
             const nlohmann::json* j = json_path(ctx_.claims, rhs.path);
             // A missing or non-array claim is NULL: x IN NULL is unknown, which denies.
             if (j == nullptr || !j->is_array()) return truth(tri::unknown);
@@ -505,8 +515,9 @@ private:
         if (infos_[a].family == column_family::real && items.size() > 1) {
             for (auto& v : items) {
                 if (v.type() == value_type::integer || v.type() == value_type::decimal) {
-                    std::string digits = v.type() == value_type::integer ? std::to_string(v.as_int())
-                                                                         : std::string(v.as_text());
+                    std::string digits = v.type() == value_type::integer
+                                             ? std::to_string(v.as_int())
+                                             : std::string(v.as_text());
                     auto r = from_pg_text(column_family::real, digits);
                     if (r.is_null()) {
                         fail(bind_error_code::type_mismatch, rhs,
@@ -662,7 +673,9 @@ tri predicate::test(std::uint32_t i, const row_values& r) const noexcept {
     return tri::unknown;
 }
 
-tri predicate::evaluate(const row_values& r) const noexcept { return test(root_, r); }
+tri predicate::evaluate(const row_values& r) const noexcept {
+    return test(root_, r);
+}
 
 std::optional<tri> predicate::constant() const {
     if (nodes_[root_].kind != op::constant) return std::nullopt;
@@ -750,7 +763,8 @@ std::string predicate::render(std::uint32_t i) const {
         return "$old" + std::to_string(n.a);
     case op::payload: {
         std::string s = "payload";
-        for (const auto& seg : paths_[n.a]) s += "." + seg;
+        for (const auto& seg : paths_[n.a])
+            s += "." + seg;
         return s;
     }
     case op::and_:
@@ -768,7 +782,8 @@ std::string predicate::render(std::uint32_t i) const {
         return render(n.a) + " " + std::string(rules::to_string(n.cmp)) + " " + render(n.b);
     case op::in_list: {
         std::string s = render(n.a) + " " + neg + "IN (";
-        for (std::size_t k = 0; k < lists_[n.b].size(); ++k) s += (k ? ", " : "") + val(lists_[n.b][k]);
+        for (std::size_t k = 0; k < lists_[n.b].size(); ++k)
+            s += (k ? ", " : "") + val(lists_[n.b][k]);
         return s + ")";
     }
     case op::is_null:
@@ -781,6 +796,8 @@ std::string predicate::render(std::uint32_t i) const {
     return "?";
 }
 
-std::string predicate::to_string() const { return render(root_); }
+std::string predicate::to_string() const {
+    return render(root_);
+}
 
 } // namespace pgpush::rules

@@ -106,8 +106,8 @@ private:
     std::vector<node> nodes_;
     std::vector<std::uint32_t> children_;
     std::vector<value> constants_;
-    std::deque<std::string> strings_;          // text of constants (stable addresses)
-    std::deque<std::vector<value>> lists_;     // IN lists
+    std::deque<std::string> strings_;            // text of constants (stable addresses)
+    std::deque<std::vector<value>> lists_;       // IN lists
     std::deque<std::vector<std::string>> paths_; // payload paths
     std::uint32_t root_ = 0;
 };

@@ -17,12 +17,12 @@
 namespace pgpush::rules {
 
 struct table_rule {
-    std::string name;         // qualified: "public.messages"
-    expr_ptr allow;           // claims only: who may subscribe; null = any authenticated client
-    expr_ptr rows;            // row + claims: which rows
-    expr_ptr updates;         // row + old + claims: which updates of visible rows to send; null = all
-    bool all_columns = false; // columns: "*"
-    std::vector<std::string> columns;            // the allowlist, when not "*"
+    std::string name; // qualified: "public.messages"
+    expr_ptr allow;   // claims only: who may subscribe; null = any authenticated client
+    expr_ptr rows;    // row + claims: which rows
+    expr_ptr updates; // row + old + claims: which updates of visible rows to send; null = all
+    bool all_columns = false;                     // columns: "*"
+    std::vector<std::string> columns;             // the allowlist, when not "*"
     std::optional<std::size_t> max_subscriptions; // per connection
     std::size_t line = 0;                         // where it is defined (1-based)
 

@@ -34,11 +34,15 @@ std::string_view to_string(column_family f) {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+        s.remove_suffix(1);
     return s;
 }
 
@@ -82,17 +86,21 @@ std::optional<decimal_view> view_decimal(std::string_view s) {
     std::size_t i = 0;
     if (i < s.size() && (s[i] == '-' || s[i] == '+')) d.negative = s[i++] == '-';
     std::size_t int_start = i;
-    while (i < s.size() && is_digit(s[i])) ++i;
+    while (i < s.size() && is_digit(s[i]))
+        ++i;
     std::string_view ip = s.substr(int_start, i - int_start);
     std::string_view fp;
     if (i < s.size() && s[i] == '.') {
         std::size_t f = ++i;
-        while (i < s.size() && is_digit(s[i])) ++i;
+        while (i < s.size() && is_digit(s[i]))
+            ++i;
         fp = s.substr(f, i - f);
     }
     if (i != s.size() || (ip.empty() && fp.empty())) return std::nullopt;
-    while (!ip.empty() && ip.front() == '0') ip.remove_prefix(1);
-    while (!fp.empty() && fp.back() == '0') fp.remove_suffix(1);
+    while (!ip.empty() && ip.front() == '0')
+        ip.remove_prefix(1);
+    while (!fp.empty() && fp.back() == '0')
+        fp.remove_suffix(1);
     d.int_digits = ip;
     d.frac_digits = fp;
     if (ip.empty() && fp.empty()) d.negative = false; // -0 is 0
@@ -147,11 +155,8 @@ std::optional<double> to_double(const value& v) {
         if (iequals(s, "-Infinity")) return -std::numeric_limits<double>::infinity();
         double d = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-        if (ec == std::errc::result_out_of_range) {
-            // Too large or too small for a double: Postgres errors; treat as the limit it passes.
-            return s.front() == '-' ? -std::numeric_limits<double>::infinity()
-                                    : std::numeric_limits<double>::infinity();
-        }
+        // Too large or too small for a double: Postgres refuses the cast ("value out of
+        // range"), so the comparison cannot be made: unknown.
         if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
         return d;
     }
@@ -247,7 +252,9 @@ std::optional<std::string> canonical_decimal(std::string_view s) {
     if (pos <= 0) {
         frac_part = std::string(static_cast<std::size_t>(-pos), '0') + digits;
     } else if (pos >= static_cast<long>(digits.size())) {
-        int_part = digits + std::string(static_cast<std::size_t>(pos - static_cast<long>(digits.size())), '0');
+        int_part =
+            digits +
+            std::string(static_cast<std::size_t>(pos - static_cast<long>(digits.size())), '0');
     } else {
         int_part = digits.substr(0, static_cast<std::size_t>(pos));
         frac_part = digits.substr(static_cast<std::size_t>(pos));
@@ -255,7 +262,8 @@ std::optional<std::string> canonical_decimal(std::string_view s) {
     int_part.erase(0, int_part.find_first_not_of('0') == std::string::npos
                           ? int_part.size()
                           : int_part.find_first_not_of('0'));
-    while (!frac_part.empty() && frac_part.back() == '0') frac_part.pop_back();
+    while (!frac_part.empty() && frac_part.back() == '0')
+        frac_part.pop_back();
     if (int_part.empty() && frac_part.empty()) return std::string("0");
     std::string out = negative ? "-" : "";
     out += int_part.empty() ? "0" : int_part;
@@ -359,6 +367,25 @@ value from_pg_text(column_family family, std::string_view text) {
     return value::null();
 }
 
+namespace {
+
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), for any year
+// Postgres accepts (its timestamps reach year 294276); nullopt for an impossible date.
+std::optional<std::int64_t> days_from_civil(std::int64_t y, int m, int d) {
+    static constexpr int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m < 1 || m > 12 || d < 1) return std::nullopt;
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > month_days[m - 1] + (m == 2 && leap ? 1 : 0)) return std::nullopt;
+    y -= m <= 2;
+    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const std::int64_t yoe = y - era * 400;
+    const std::int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+} // namespace
+
 std::optional<std::int64_t> parse_timestamp(std::string_view s) {
     s = trim(s);
     if (iequals(s, "infinity") || iequals(s, "+infinity")) {
@@ -382,7 +409,8 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
     };
     // Year: 4 or more digits.
     std::size_t i = 0;
-    while (i < s.size() && is_digit(s[i])) ++i;
+    while (i < s.size() && is_digit(s[i]))
+        ++i;
     if (i < 4 || i > 7) return std::nullopt;
     int year = 0, month = 0, day = 0;
     digits(0, i, year);
@@ -392,12 +420,9 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
     }
     i += 6;
     if (bc) year = 1 - year;
-    using namespace std::chrono;
-    year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
-                       std::chrono::day{static_cast<unsigned>(day)}};
-    if (!ymd.ok()) return std::nullopt;
-    std::int64_t micros = static_cast<std::int64_t>(sys_days{ymd}.time_since_epoch().count()) *
-                          86'400'000'000;
+    auto days = days_from_civil(year, month, day);
+    if (!days) return std::nullopt;
+    std::int64_t micros = *days * 86'400'000'000;
     if (i == s.size()) return micros; // a date
     if (s[i] != ' ' && s[i] != 'T' && s[i] != 't') return std::nullopt;
     ++i;
@@ -411,6 +436,7 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
         i += 3;
     }
     if (hh > 24 || mm > 59 || ss > 60) return std::nullopt;
+    const bool end_of_day = hh == 24; // 24:00:00 is the next midnight; past it is not a time
     std::int64_t frac = 0;
     if (i < s.size() && s[i] == '.') {
         ++i;
@@ -425,8 +451,10 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
             ++n;
             ++i;
         }
-        for (int k = n; k < 6; ++k) frac *= 10;
+        for (int k = n; k < 6; ++k)
+            frac *= 10;
     }
+    if (end_of_day && (mm != 0 || ss != 0 || frac != 0)) return std::nullopt;
     micros += ((static_cast<std::int64_t>(hh) * 60 + mm) * 60 + ss) * 1'000'000 + frac;
     std::string_view zone = s.substr(i);
     if (zone.empty() || zone == "Z" || zone == "z") return micros; // no zone: UTC
@@ -463,7 +491,8 @@ std::optional<std::int64_t> parse_date(std::string_view s) {
     if (iequals(s, "-infinity")) return std::numeric_limits<std::int64_t>::min();
     const bool bc = s.size() > 3 && iequals(s.substr(s.size() - 3), " BC");
     std::size_t i = 0;
-    while (i < s.size() && is_digit(s[i])) ++i;
+    while (i < s.size() && is_digit(s[i]))
+        ++i;
     if (i < 4 || i > 7 || i + 6 > s.size() || s[i] != '-' || s[i + 3] != '-') return std::nullopt;
     std::size_t end = i + 6; // past "-MM-DD"
     if (end < s.size() && s[end] != ' ' && s[end] != 'T' && s[end] != 't') return std::nullopt;

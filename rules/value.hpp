@@ -18,9 +18,9 @@ namespace pgpush::rules {
 enum class value_type : std::uint8_t {
     null,
     boolean,
-    integer,   // int64
-    decimal,   // exact number, its text ("12.50", "-3", "NaN", "Infinity")
-    floating,  // double (float4/float8 columns)
+    integer,  // int64
+    decimal,  // exact number, its text ("12.50", "-3", "NaN", "Infinity")
+    floating, // double (float4/float8 columns)
     text,
     timestamp, // microseconds since 1970-01-01 UTC; +-infinity as int64 max/min
     list,      // a list of values (the right side of IN)
@@ -113,7 +113,9 @@ enum class tri : std::uint8_t { false_, true_, unknown };
 constexpr tri tri_not(tri t) {
     return t == tri::unknown ? tri::unknown : (t == tri::true_ ? tri::false_ : tri::true_);
 }
-constexpr tri tri_of(bool b) { return b ? tri::true_ : tri::false_; }
+constexpr tri tri_of(bool b) {
+    return b ? tri::true_ : tri::false_;
+}
 
 // Compares two non-null values as Postgres would after its implicit casts. Returns <0, 0, >0, or
 // nullopt when they cannot be compared (number vs boolean, text that is not a number compared

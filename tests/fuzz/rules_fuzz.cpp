@@ -39,8 +39,11 @@ const table_schema& schema() {
 }
 
 const nlohmann::json& claims() {
-    static const nlohmann::json c = {
-        {"sub", 42}, {"rooms", {1, 2, 3}}, {"roles", {"admin"}}, {"name", "x"}, {"org", {{"id", "7"}}}};
+    static const nlohmann::json c = {{"sub", 42},
+                                     {"rooms", {1, 2, 3}},
+                                     {"roles", {"admin"}},
+                                     {"name", "x"},
+                                     {"org", {{"id", "7"}}}};
     return c;
 }
 

@@ -25,7 +25,8 @@ outcome check(const std::string& yaml, const std::vector<std::string>& extra = {
     argv.insert(argv.end(), extra.begin(), extra.end());
     subprocess p(argv);
     outcome o;
-    while (auto line = p.read_line()) o.out += *line + "\n";
+    while (auto line = p.read_line())
+        o.out += *line + "\n";
     o.status = p.wait().value_or(-1);
     std::system(("rm -rf " + std::string(dir)).c_str());
     // Report paths relative to the file for stable expectations.
@@ -51,10 +52,13 @@ TEST(check, reports_every_error_with_its_position) {
                    "  typing:\n"
                    "    filter: \"row.x = 1\"\n");
     EXPECT_EQ(o.status, 1);
-    EXPECT_EQ(o.out, "rules.yaml:3:5: public.messages: columns: is required (a list, or \"*\" for every column)\n"
-                     "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
-                     "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, max_subscriptions)\n"
-                     "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* payload.*)\n");
+    EXPECT_EQ(o.out,
+              "rules.yaml:3:5: public.messages: columns: is required (a list, or \"*\" for every "
+              "column)\n"
+              "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
+              "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, "
+              "max_subscriptions)\n"
+              "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* payload.*)\n");
 }
 
 TEST(check, yaml_syntax_errors_have_positions_too) {
@@ -98,7 +102,8 @@ TEST(check, against_the_live_schema) {
 TEST(check, unreadable_file) {
     subprocess p({pgpush_binary(), "check", "/nonexistent/rules.yaml"});
     std::string out;
-    while (auto line = p.read_line()) out += *line;
+    while (auto line = p.read_line())
+        out += *line;
     EXPECT_EQ(p.wait().value_or(-1), 1);
     EXPECT_EQ(out, "/nonexistent/rules.yaml:1:1: cannot read the file");
 }

@@ -32,10 +32,10 @@ struct column {
 };
 
 const column columns[] = {
-    {"i", "integer", column_family::integer},   {"b", "bigint", column_family::integer},
-    {"n", "numeric", column_family::numeric},   {"f", "double precision", column_family::floating},
-    {"r", "real", column_family::real},     {"t", "text", column_family::text},
-    {"ok", "boolean", column_family::boolean},  {"ts", "timestamptz", column_family::timestamp},
+    {"i", "integer", column_family::integer},  {"b", "bigint", column_family::integer},
+    {"n", "numeric", column_family::numeric},  {"f", "double precision", column_family::floating},
+    {"r", "real", column_family::real},        {"t", "text", column_family::text},
+    {"ok", "boolean", column_family::boolean}, {"ts", "timestamptz", column_family::timestamp},
     {"d", "date", column_family::date},
 };
 
@@ -53,23 +53,58 @@ public:
 
     // A literal of the column's family, in SQL.
     std::string literal(column_family f) {
-        static const char* ints[] = {"0", "1", "-1", "2", "3", "7", "-5", "100", "2147483647",
-                                     "-2147483648", "9007199254740993", "1.5", "2.0", "-0.5"};
-        static const char* decimals[] = {"0", "1", "1.5", "-1.25", "2.50", "3", "0.1", "1e2",
-                                         "12345678901234567890.5", "'NaN'", "'Infinity'",
-                                         "'-Infinity'", "-0.000001", "0.30000000000000004"};
-        static const char* floats[] = {"0", "1", "0.1", "1.5", "-2", "'NaN'", "'Infinity'",
-                                       "'-Infinity'", "1e300", "0.30000000000000004", "3",
-                                       "0.1000000000000000055511151231257827", "16777217"};
-        static const char* reals[] = {"0", "1", "0.1", "1.5", "-2", "'NaN'", "'Infinity'",
-                                      "'-Infinity'", "0.30000000000000004", "3", "'0.1'",
-                                      "0.1000000000000000055511151231257827", "16777217"};
-        static const char* texts[] = {"''", "'a'", "'b'", "'ab'", "'abc'", "'B'", "'z'",
-                                      "'\xc3\xa4'", "'a%'", "'it''s'", "' a'", "'A'", "'aa'"};
-        static const char* stamps[] = {"'2024-01-01 00:00:00+00'", "'2024-01-01'",
-                                       "'2024-06-01T12:00:00Z'", "'2024-06-01 14:00:00+02'",
-                                       "'2023-12-31 23:59:59.999999+00'", "'infinity'",
-                                       "'-infinity'", "'2024-03-10 08:30:00-05:00'"};
+        static const char* ints[] = {"0",
+                                     "1",
+                                     "-1",
+                                     "2",
+                                     "3",
+                                     "7",
+                                     "-5",
+                                     "100",
+                                     "2147483647",
+                                     "-2147483648",
+                                     "9007199254740993",
+                                     "1.5",
+                                     "2.0",
+                                     "-0.5"};
+        static const char* decimals[] = {"0",
+                                         "1",
+                                         "1.5",
+                                         "-1.25",
+                                         "2.50",
+                                         "3",
+                                         "0.1",
+                                         "1e2",
+                                         "12345678901234567890.5",
+                                         "'NaN'",
+                                         "'Infinity'",
+                                         "'-Infinity'",
+                                         "-0.000001",
+                                         "0.30000000000000004"};
+        static const char* floats[] = {"0",          "1",
+                                       "0.1",        "1.5",
+                                       "-2",         "'NaN'",
+                                       "'Infinity'", "'-Infinity'",
+                                       "1e300",      "0.30000000000000004",
+                                       "3",          "0.1000000000000000055511151231257827",
+                                       "16777217"};
+        static const char* reals[] = {
+            "0",          "1",           "0.1",
+            "1.5",        "-2",          "'NaN'",
+            "'Infinity'", "'-Infinity'", "0.30000000000000004",
+            "3",          "'0.1'",       "0.1000000000000000055511151231257827",
+            "16777217"};
+        static const char* texts[] = {"''",   "'a'", "'b'",        "'ab'", "'abc'",
+                                      "'B'",  "'z'", "'\xc3\xa4'", "'a%'", "'it''s'",
+                                      "' a'", "'A'", "'aa'"};
+        static const char* stamps[] = {"'2024-01-01 00:00:00+00'",
+                                       "'2024-01-01'",
+                                       "'2024-06-01T12:00:00Z'",
+                                       "'2024-06-01 14:00:00+02'",
+                                       "'2023-12-31 23:59:59.999999+00'",
+                                       "'infinity'",
+                                       "'-infinity'",
+                                       "'2024-03-10 08:30:00-05:00'"};
         switch (f) {
         case column_family::integer:
             return one_of(ints);
@@ -95,7 +130,8 @@ public:
         static const char* parts[] = {"a", "b", "%", "_", "\xc3\xa4", "\\%", "\\_", "z", "ab"};
         std::string p = "'";
         int n = 1 + pick(4);
-        for (int k = 0; k < n; ++k) p += one_of(parts);
+        for (int k = 0; k < n; ++k)
+            p += one_of(parts);
         return p + "'";
     }
 
@@ -173,10 +209,14 @@ public:
             out += ", ";
             const std::string name = c.name;
             // Values each column can store (the comparison literals range wider).
-            static const char* ints[] = {"0", "1", "-1", "2", "3", "7", "-5", "100", "2147483647", "-2147483648"};
-            static const char* bigs[] = {"0", "1", "-1", "7", "9007199254740993", "9007199254740992", "-5"};
-            static const char* reals[] = {"0", "1", "0.1", "1.5", "-2", "'NaN'", "'Infinity'", "'-Infinity'", "16777217", "3"};
-            static const char* dates[] = {"'2024-01-01'", "'2023-12-31'", "'2024-06-01'", "'infinity'", "'2024-03-10'"};
+            static const char* ints[] = {"0", "1",  "-1",  "2",          "3",
+                                         "7", "-5", "100", "2147483647", "-2147483648"};
+            static const char* bigs[] = {
+                "0", "1", "-1", "7", "9007199254740993", "9007199254740992", "-5"};
+            static const char* reals[] = {"0",     "1",          "0.1",         "1.5",      "-2",
+                                          "'NaN'", "'Infinity'", "'-Infinity'", "16777217", "3"};
+            static const char* dates[] = {"'2024-01-01'", "'2023-12-31'", "'2024-06-01'",
+                                          "'infinity'", "'2024-03-10'"};
             if (chance(15)) {
                 out += "NULL";
             } else if (name == "i") {
@@ -208,7 +248,8 @@ struct res {
 };
 
 TEST(rules_differential, predicates_agree_with_postgres) {
-    const int cases = std::getenv("PGPUSH_DIFF_CASES") ? std::atoi(std::getenv("PGPUSH_DIFF_CASES")) : 2000;
+    const int cases =
+        std::getenv("PGPUSH_DIFF_CASES") ? std::atoi(std::getenv("PGPUSH_DIFF_CASES")) : 2000;
     const unsigned seed = std::getenv("PGPUSH_DIFF_SEED")
                               ? static_cast<unsigned>(std::atoll(std::getenv("PGPUSH_DIFF_SEED")))
                               : std::random_device{}();
@@ -217,11 +258,13 @@ TEST(rules_differential, predicates_agree_with_postgres) {
 
     pg_cluster pg;
     std::string ddl = "CREATE TABLE diff (id int PRIMARY KEY";
-    for (const auto& c : columns) ddl += fmt::format(", {} {}", c.name, c.sql_type);
+    for (const auto& c : columns)
+        ddl += fmt::format(", {} {}", c.name, c.sql_type);
     pg.exec(ddl + ")");
     const int rows = 120;
     std::string insert = "INSERT INTO diff VALUES ";
-    for (int id = 1; id <= rows; ++id) insert += (id > 1 ? ", (" : "(") + gen.row(id) + ")";
+    for (int id = 1; id <= rows; ++id)
+        insert += (id > 1 ? ", (" : "(") + gen.row(id) + ")";
     pg.exec(insert);
 
     // The session settings of the replication stream, so rows read here are the text it carries.
@@ -231,7 +274,8 @@ TEST(rules_differential, predicates_agree_with_postgres) {
     ASSERT_EQ(PQstatus(db.c), CONNECTION_OK) << PQerrorMessage(db.c);
 
     table_schema schema{"public", "diff", {{"id", column_family::integer, "integer"}}};
-    for (const auto& c : columns) schema.columns.push_back({c.name, c.family, c.sql_type});
+    for (const auto& c : columns)
+        schema.columns.push_back({c.name, c.family, c.sql_type});
 
     res all{PQexec(db.c, "SELECT * FROM diff ORDER BY id")};
     ASSERT_EQ(PQresultStatus(all.r), PGRES_TUPLES_OK);
@@ -248,8 +292,8 @@ TEST(rules_differential, predicates_agree_with_postgres) {
     for (int r = 0; r < rows; ++r) {
         auto ur = static_cast<std::size_t>(r);
         for (std::size_t c = 0; c < schema.columns.size(); ++c) {
-            values[ur].push_back(nulls[ur][c] ? value::null()
-                                              : from_pg_text(schema.columns[c].family, text[ur][c]));
+            values[ur].push_back(
+                nulls[ur][c] ? value::null() : from_pg_text(schema.columns[c].family, text[ur][c]));
         }
     }
 
@@ -265,7 +309,8 @@ TEST(rules_differential, predicates_agree_with_postgres) {
             continue;
         }
         std::set<int> expected;
-        for (int i = 0; i < PQntuples(r.r); ++i) expected.insert(std::atoi(PQgetvalue(r.r, i, 0)));
+        for (int i = 0; i < PQntuples(r.r); ++i)
+            expected.insert(std::atoi(PQgetvalue(r.r, i, 0)));
 
         std::set<int> actual;
         try {
@@ -308,7 +353,8 @@ TEST(rules_differential, predicates_agree_with_postgres) {
                                            : text[static_cast<std::size_t>(show - 1)][c]);
                 }
             }
-            ADD_FAILURE() << "results differ for: " << sql << "\n" << diff << "row " << show << ":" << row;
+            ADD_FAILURE() << "results differ for: " << sql << "\n"
+                          << diff << "row " << show << ":" << row;
             ++failures;
         }
     }

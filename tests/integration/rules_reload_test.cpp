@@ -1,13 +1,12 @@
 // Reloading rules.yaml: a file change or SIGHUP swaps in the new rules; a bad file keeps the old
 // ones and reports every error. Real files, real inotify and signals; no database.
 
-#include <unistd.h>
-
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -56,7 +55,8 @@ struct watched {
         last.reset();
         io.restart();
         const auto deadline = std::chrono::steady_clock::now() + 10s;
-        while (!last && std::chrono::steady_clock::now() < deadline) io.run_one_for(100ms);
+        while (!last && std::chrono::steady_clock::now() < deadline)
+            io.run_one_for(100ms);
         return last;
     }
 };
