@@ -393,9 +393,10 @@ TEST(plan_listen, filters_payloads_with_the_claims_bound) {
 TEST(plan_listen, rules_that_are_not_conditions_are_refused_when_loaded) {
     // `allow: "1"` or a list outside IN would only fail when a client subscribes; the loader
     // refuses them up front (and plan_listen denies, never throws, should one slip through).
-    for (const char* yaml : {"channels:\n  odd:\n    allow: \"1\"\n",
-                             "channels:\n  odd:\n    filter: \"payload.x == [1]\"\n",
-                             "tables:\n  t:\n    rows: \"'yes' and row.a = 1\"\n    columns: \"*\"\n"}) {
+    for (const char* yaml :
+         {"channels:\n  odd:\n    allow: \"1\"\n",
+          "channels:\n  odd:\n    filter: \"payload.x == [1]\"\n",
+          "tables:\n  t:\n    rows: \"'yes' and row.a = 1\"\n    columns: \"*\"\n"}) {
         auto r = load_rules(yaml);
         EXPECT_EQ(r.rules, nullptr) << yaml;
         ASSERT_EQ(r.errors.size(), 1u) << yaml;
