@@ -422,7 +422,11 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
     if (bc) year = 1 - year;
     auto days = days_from_civil(year, month, day);
     if (!days) return std::nullopt;
-    std::int64_t micros = *days * 86'400'000'000;
+    constexpr std::int64_t days_1970_to_2000 = 10'957;
+    std::int64_t micros = 0;
+    if (__builtin_mul_overflow(*days - days_1970_to_2000, std::int64_t{86'400'000'000}, &micros)) {
+        return std::nullopt;
+    }
     if (i == s.size()) return micros; // a date
     if (s[i] != ' ' && s[i] != 'T' && s[i] != 't') return std::nullopt;
     ++i;
@@ -455,9 +459,14 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
             frac *= 10;
     }
     if (end_of_day && (mm != 0 || ss != 0 || frac != 0)) return std::nullopt;
-    micros += ((static_cast<std::int64_t>(hh) * 60 + mm) * 60 + ss) * 1'000'000 + frac;
+    if (__builtin_add_overflow(
+            micros, ((static_cast<std::int64_t>(hh) * 60 + mm) * 60 + ss) * 1'000'000 + frac,
+            &micros)) {
+        return std::nullopt;
+    }
     std::string_view zone = s.substr(i);
     if (zone.empty() || zone == "Z" || zone == "z") return micros; // no zone: UTC
+
     if (zone.front() == ' ') zone.remove_prefix(1);
     if (zone.empty() || (zone[0] != '+' && zone[0] != '-')) return std::nullopt;
     const int sign = zone[0] == '-' ? -1 : 1;
@@ -480,7 +489,18 @@ std::optional<std::int64_t> parse_timestamp(std::string_view s) {
         }
     }
     if (z != zone.size()) return std::nullopt;
-    return micros - sign * ((static_cast<std::int64_t>(zh) * 60 + zm) * 60 + zs) * 1'000'000;
+    std::int64_t out = 0;
+    if (__builtin_sub_overflow(
+            micros, sign * ((static_cast<std::int64_t>(zh) * 60 + zm) * 60 + zs) * 1'000'000,
+            &out)) {
+        return std::nullopt;
+    }
+    // The infinities are reserved: a finite time never lands on them.
+    if (out == std::numeric_limits<std::int64_t>::max() ||
+        out == std::numeric_limits<std::int64_t>::min()) {
+        return std::nullopt;
+    }
+    return out;
 }
 
 std::optional<std::int64_t> parse_date(std::string_view s) {

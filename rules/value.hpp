@@ -22,7 +22,8 @@ enum class value_type : std::uint8_t {
     decimal,  // exact number, its text ("12.50", "-3", "NaN", "Infinity")
     floating, // double (float4/float8 columns)
     text,
-    timestamp, // microseconds since 1970-01-01 UTC; +-infinity as int64 max/min
+    timestamp, // microseconds since 2000-01-01 UTC (Postgres' epoch, so its whole range
+               // fits); +-infinity as int64 max/min
     list,      // a list of values (the right side of IN)
 };
 
@@ -136,11 +137,13 @@ std::optional<std::string> canonical_decimal(std::string_view text);
 
 // Parses a timestamp literal: Postgres' output ("2024-01-02 03:04:05.5+02"), ISO 8601 / RFC 3339
 // ("2024-01-02T03:04:05Z"), a date ("2024-01-02", midnight UTC), "infinity", "-infinity". A
-// timestamp without an offset is taken as UTC. nullopt if malformed.
+// timestamp without an offset is taken as UTC. Microseconds since 2000-01-01 UTC; nullopt if
+// malformed or outside Postgres' range.
 std::optional<std::int64_t> parse_timestamp(std::string_view text);
 
 // Parses a date literal as Postgres' date input does: the date as written, any time of day and
-// zone ignored ("2024-06-01 23:00-05" is June 1st). Midnight UTC of that date, in microseconds.
+// zone ignored ("2024-06-01 23:00-05" is June 1st). Midnight UTC of that date, in microseconds
+// since 2000-01-01.
 std::optional<std::int64_t> parse_date(std::string_view text);
 
 // Exact decimal text of a number for hashing: "7" for 7, 7.0 and "7.000"; NaN and infinities by

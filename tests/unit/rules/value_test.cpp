@@ -29,15 +29,17 @@ constexpr std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
     return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
-// Microseconds since the Unix epoch of a UTC wall-clock time.
+// Microseconds since 2000-01-01 UTC (rules' and Postgres' epoch) of a UTC wall-clock time.
 constexpr std::int64_t utc(std::int64_t y, unsigned mo, unsigned d, int h = 0, int mi = 0,
                            int s = 0, std::int64_t micros = 0) {
-    return ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60'000'000 +
+    return (((days_from_civil(y, mo, d) - days_from_civil(2000, 1, 1)) * 24 + h) * 60 + mi) *
+               60'000'000 +
            std::int64_t{s} * 1'000'000 + micros;
 }
 
-static_assert(utc(1970, 1, 1) == 0);
-static_assert(utc(2024, 1, 2, 3, 4, 5) == 1'704'164'645'000'000);
+static_assert(utc(2000, 1, 1) == 0);
+static_assert(utc(1970, 1, 1) == -946'684'800'000'000);
+static_assert(utc(2024, 1, 2, 3, 4, 5) == 1'704'164'645'000'000 - 946'684'800'000'000);
 
 std::string show(const value& v) {
     switch (v.type()) {
@@ -298,8 +300,9 @@ TEST(parse_timestamp, reads_postgres_and_rfc_3339_forms_as_utc_instants) {
         {" 2024-01-02 ", utc(2024, 1, 2)},
         {"2024-02-29", utc(2024, 2, 29)},
         {"2000-02-29", utc(2000, 2, 29)},
-        {"1969-12-31 23:59:59.999999", -1},
-        {"1970-01-01 00:00:00+00", 0},
+        {"1999-12-31 23:59:59.999999", -1},
+        {"2000-01-01 00:00:00+00", 0},
+        {"1970-01-01 00:00:00+00", utc(1970, 1, 1)},
         {"2024-01-02 24:00:00", utc(2024, 1, 3)}, // Postgres accepts 24:00:00
         // fractions: microseconds, the 7th digit rounds
         {"2024-01-02 03:04:05.1", utc(2024, 1, 2, 3, 4, 5, 100'000)},
