@@ -186,26 +186,19 @@ void check_slot(pqxx::nontransaction& tx, const source_config& config, source_in
 
 } // namespace
 
-source_info prepare_source(const source_config& config) {
-    if (!valid_slot_name(config.slot)) {
-        fail(setup_error_code::bad_name,
-             "slot name \"" + config.slot +
-                 "\" is not valid: use 1-63 lower-case letters, digits and underscores");
-    }
-    if (config.publication.empty() || config.publication.size() > 63) {
-        fail(setup_error_code::bad_name,
-             "publication name \"" + config.publication + "\" must be 1-63 characters");
-    }
+namespace {
 
-    std::unique_ptr<pqxx::connection> conn;
+std::unique_ptr<pqxx::connection> connect(const std::string& conninfo) {
     try {
-        conn = std::make_unique<pqxx::connection>(config.conninfo);
+        return std::make_unique<pqxx::connection>(conninfo);
     } catch (const std::exception& e) {
         fail(setup_error_code::connection_failed,
-             "cannot connect to " + pg::redact_conninfo(config.conninfo) + ": " +
-                 one_line(e.what()) + " (check --db / PGPUSH_DB)");
+             "cannot connect to " + pg::redact_conninfo(conninfo) + ": " + one_line(e.what()) +
+                 " (check --db / PGPUSH_DB)");
     }
-    pqxx::nontransaction tx(*conn);
+}
+
+source_info check_basics(pqxx::nontransaction& tx) {
     source_info info;
     auto who =
         tx.exec("SELECT current_setting('server_version_num')::int, current_database(), "
@@ -246,6 +239,30 @@ source_info prepare_source(const source_config& config) {
                      "with U+FFFD replacement characters",
                      info.encoding);
     }
+    return info;
+}
+
+} // namespace
+
+source_info preflight(const std::string& conninfo) {
+    auto conn = connect(conninfo);
+    pqxx::nontransaction tx(*conn);
+    return check_basics(tx);
+}
+
+source_info prepare_source(const source_config& config) {
+    if (!valid_slot_name(config.slot)) {
+        fail(setup_error_code::bad_name,
+             "slot name \"" + config.slot +
+                 "\" is not valid: use 1-63 lower-case letters, digits and underscores");
+    }
+    if (config.publication.empty() || config.publication.size() > 63) {
+        fail(setup_error_code::bad_name,
+             "publication name \"" + config.publication + "\" must be 1-63 characters");
+    }
+    auto conn = connect(config.conninfo);
+    pqxx::nontransaction tx(*conn);
+    source_info info = check_basics(tx);
 
     std::vector<table_ref> tables;
     for (const auto& t : config.tables)

@@ -67,6 +67,10 @@ struct source_info {
 // Throws setup_error.
 source_info prepare_source(const source_config& config);
 
+// Just the basics prepare_source starts with: the database can be reached, is new enough, has
+// wal_level=logical and wal senders, and the role may replicate. Throws setup_error.
+source_info preflight(const std::string& conninfo);
+
 // True for names Postgres accepts as a replication slot: [a-z0-9_]{1,63}.
 bool valid_slot_name(std::string_view name);
 

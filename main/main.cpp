@@ -7,6 +7,7 @@
 
 #include "main/check_command.hpp"
 #include "main/logging.hpp"
+#include "main/serve_command.hpp"
 #include "main/tail_command.hpp"
 
 int main(int argc, char** argv) {
@@ -21,6 +22,8 @@ int main(int argc, char** argv) {
     CLI::App* tail_cmd = pgpush::add_tail_command(app, tail);
     pgpush::check_options check;
     CLI::App* check_cmd = pgpush::add_check_command(app, check);
+    pgpush::serve_options serve;
+    CLI::App* serve_cmd = pgpush::add_serve_command(app, serve);
 
     try {
         app.parse(argc, argv);
@@ -35,5 +38,6 @@ int main(int argc, char** argv) {
     }
     if (*tail_cmd) return pgpush::run_tail(tail);
     if (*check_cmd) return pgpush::run_check(check);
+    if (*serve_cmd) return pgpush::run_serve(serve);
     return 2;
 }

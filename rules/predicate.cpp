@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -798,6 +801,136 @@ std::string predicate::render(std::uint32_t i) const {
 
 std::string predicate::to_string() const {
     return render(root_);
+}
+
+namespace {
+
+std::string quote_identifier(std::string_view id) {
+    std::string out = "\"";
+    for (char c : id) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+// Microseconds since 2000-01-01 UTC as Postgres reads a timestamptz: "2024-01-02 03:04:05.5+00".
+std::string timestamp_text(std::int64_t micros) {
+    if (micros == std::numeric_limits<std::int64_t>::max()) return "infinity";
+    if (micros == std::numeric_limits<std::int64_t>::min()) return "-infinity";
+    constexpr std::int64_t day = 86'400'000'000;
+    std::int64_t days = micros / day, rem = micros % day;
+    if (rem < 0) {
+        rem += day;
+        --days;
+    }
+    // Days since 2000-01-01 to a civil date (H. Hinnant's algorithm, shifted from 1970).
+    std::int64_t z = days + 10'957 + 719'468;
+    const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
+    const std::int64_t doe = z - era * 146'097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
+    std::int64_t y = yoe + era * 400;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const std::int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    const std::int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2) ++y;
+    const bool bc = y <= 0;
+    char buf[80];
+    std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lld %02lld:%02lld:%02lld.%06lld+00%s",
+                  static_cast<long long>(bc ? 1 - y : y), static_cast<long long>(m),
+                  static_cast<long long>(d), static_cast<long long>(rem / 3'600'000'000),
+                  static_cast<long long>(rem / 60'000'000 % 60),
+                  static_cast<long long>(rem / 1'000'000 % 60),
+                  static_cast<long long>(rem % 1'000'000), bc ? " BC" : "");
+    return buf;
+}
+
+// A constant as a parameter reference, pushing its text to `params`.
+std::string parameter(const value& v, std::vector<std::string>& params) {
+    auto next = [&](std::string text, const char* cast) {
+        params.push_back(std::move(text));
+        return "$" + std::to_string(params.size()) + cast;
+    };
+    switch (v.type()) {
+    case value_type::null:
+        return "NULL";
+    case value_type::boolean:
+        return v.as_bool() ? "TRUE" : "FALSE";
+    case value_type::integer:
+        return next(std::to_string(v.as_int()), "::int8");
+    case value_type::decimal:
+        return next(std::string(v.as_text()), "::numeric");
+    case value_type::floating: {
+        double d = v.as_double();
+        if (std::isnan(d)) return next("NaN", "::float8");
+        if (std::isinf(d)) return next(d > 0 ? "Infinity" : "-Infinity", "::float8");
+        std::array<char, 32> buf;
+        auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), d);
+        return next(std::string(buf.data(), end), "::float8");
+    }
+    case value_type::text:
+        // Untyped: Postgres gives it the type of the column it meets (enums, uuid, ...).
+        return next(std::string(v.as_text()), "");
+    case value_type::timestamp:
+        return next(timestamp_text(v.as_int()), "::timestamptz");
+    case value_type::list:
+        break;
+    }
+    return "NULL";
+}
+
+} // namespace
+
+std::string predicate::to_sql(std::span<const std::string> column_names,
+                              std::vector<std::string>& params) const {
+    return sql(root_, column_names, params);
+}
+
+std::string predicate::sql(std::uint32_t i, std::span<const std::string> names,
+                           std::vector<std::string>& params) const {
+    const node& n = nodes_[i];
+    const std::string neg = n.negated ? "NOT " : "";
+    switch (n.kind) {
+    case op::constant:
+        return parameter(constants_[n.a], params);
+    case op::column:
+        return n.a < names.size() ? quote_identifier(names[n.a]) : "NULL";
+    case op::old_column:
+    case op::payload:
+        return "NULL"; // not row data: never part of a snapshot's filter
+    case op::and_:
+    case op::or_: {
+        std::string out = "(";
+        for (std::uint32_t k = 0; k < n.b; ++k) {
+            if (k) out += n.kind == op::and_ ? " AND " : " OR ";
+            out += sql(children_[n.a + k], names, params);
+        }
+        return out + ")";
+    }
+    case op::not_:
+        return "(NOT " + sql(n.a, names, params) + ")";
+    case op::compare:
+        return "(" + sql(n.a, names, params) + " " + std::string(rules::to_string(n.cmp)) + " " +
+               sql(n.b, names, params) + ")";
+    case op::in_list: {
+        std::string out = "(" + sql(n.a, names, params) + " " + neg + "IN (";
+        const auto& items = lists_[n.b];
+        for (std::size_t k = 0; k < items.size(); ++k) {
+            if (k) out += ", ";
+            out += parameter(items[k], params);
+        }
+        return out + "))";
+    }
+    case op::is_null:
+        return "(" + sql(n.a, names, params) + " IS " + neg + "NULL)";
+    case op::like:
+        return "(" + sql(n.a, names, params) + " " + neg + "LIKE " + sql(n.b, names, params) + ")";
+    case op::between:
+        return "(" + sql(n.a, names, params) + " " + neg + "BETWEEN " + sql(n.b, names, params) +
+               " AND " + sql(n.c, names, params) + ")";
+    }
+    return "NULL";
 }
 
 } // namespace pgpush::rules

@@ -93,6 +93,13 @@ public:
     // For tests and logs, SQL-like.
     std::string to_string() const;
 
+    // The predicate as a SQL condition for a snapshot query: columns quoted from `column_names`
+    // (positions as in the schema it was bound with), every constant a parameter appended to
+    // `params` in text format with an explicit cast where Postgres could not infer the type.
+    // No text a client wrote ever becomes SQL. Only for predicates over row.* (no payload/old).
+    std::string to_sql(std::span<const std::string> column_names,
+                       std::vector<std::string>& params) const;
+
     struct node;
 
 private:
@@ -102,6 +109,8 @@ private:
     value operand(std::uint32_t i, const row_values& r) const noexcept;
     tri test(std::uint32_t i, const row_values& r) const noexcept;
     std::string render(std::uint32_t i) const;
+    std::string sql(std::uint32_t i, std::span<const std::string> names,
+                    std::vector<std::string>& params) const;
 
     std::vector<node> nodes_;
     std::vector<std::uint32_t> children_;

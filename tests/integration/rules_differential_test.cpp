@@ -313,6 +313,8 @@ TEST(rules_differential, predicates_agree_with_postgres) {
             expected.insert(std::atoi(PQgetvalue(r.r, i, 0)));
 
         std::set<int> actual;
+        std::set<int> rendered; // the bound predicate rendered back to SQL, run by Postgres
+        std::string rendered_sql;
         try {
             auto q = parse_select(sql);
             bind_context ctx;
@@ -324,10 +326,33 @@ TEST(rules_differential, predicates_agree_with_postgres) {
                     actual.insert(i + 1);
                 }
             }
+            std::vector<std::string> names, params;
+            for (const auto& c : schema.columns)
+                names.push_back(c.name);
+            rendered_sql = "SELECT id FROM diff WHERE " + p->to_sql(names, params);
+            std::vector<const char*> pv;
+            for (const auto& v : params)
+                pv.push_back(v.c_str());
+            res rr{PQexecParams(db.c, rendered_sql.c_str(), static_cast<int>(pv.size()), nullptr,
+                                pv.data(), nullptr, nullptr, 0)};
+            if (PQresultStatus(rr.r) != PGRES_TUPLES_OK) {
+                ADD_FAILURE() << "Postgres refused the rendered SQL of: " << sql << "\n"
+                              << rendered_sql << "\n"
+                              << PQresultErrorMessage(rr.r);
+                ++failures;
+                continue;
+            }
+            for (int i = 0; i < PQntuples(rr.r); ++i)
+                rendered.insert(std::atoi(PQgetvalue(rr.r, i, 0)));
         } catch (const std::exception& e) {
             ADD_FAILURE() << "rules/ refused what Postgres ran: " << sql << "\n" << e.what();
             ++failures;
             continue;
+        }
+        if (rendered != expected) {
+            ADD_FAILURE() << "the rendered SQL selects other rows than the query:\n  " << sql
+                          << "\n  " << rendered_sql;
+            ++failures;
         }
         if (actual != expected) {
             std::string diff;

@@ -1,0 +1,24 @@
+#pragma once
+
+#include "push/server.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace pgpush {
+
+struct serve_options {
+    push::serve_config config;
+    std::string jwt_public_key_file;
+    std::string jwt_jwks_file;
+    int jwt_leeway_seconds = 30;
+    int auth_timeout_seconds = 10;
+    int status_interval_ms = 10'000;
+};
+
+// `pgpush serve`: the engine (docs/protocol.md, docs/serve.md).
+CLI::App* add_serve_command(CLI::App& app, serve_options& options);
+int run_serve(serve_options& options);
+
+} // namespace pgpush

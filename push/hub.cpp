@@ -1,0 +1,663 @@
+#include "push/hub.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cdc/json_writer.hpp"
+#include "cdc/pg_time.hpp"
+#include "cdc/value_json.hpp"
+#include "push/schema.hpp"
+#include "push/snapshot_pool.hpp"
+
+namespace pgpush::push {
+
+namespace net = boost::asio;
+namespace pgoutput = cdc::pgoutput;
+using protocol::error_code;
+
+namespace {
+
+constexpr std::size_t recent_capacity = 4096;
+
+std::string quote_identifier(std::string_view id) {
+    std::string out = "\"";
+    for (char c : id) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + "\"";
+}
+
+error_code code_of(rules::plan_error_code c) {
+    switch (c) {
+    case rules::plan_error_code::bad_query:
+        return error_code::bad_query;
+    case rules::plan_error_code::unknown_table:
+        return error_code::unknown_table;
+    case rules::plan_error_code::forbidden:
+        return error_code::forbidden;
+    case rules::plan_error_code::unknown_column:
+        return error_code::unknown_column;
+    }
+    return error_code::bad_query;
+}
+
+} // namespace
+
+struct hub::table_state {
+    rules::table_schema schema;
+    std::vector<cdc::oid> types;
+};
+
+struct hub::subscription {
+    std::uint64_t key = 0;
+    std::uint64_t connection = 0;
+    std::shared_ptr<const std::string> id;
+    std::weak_ptr<client> to;
+    std::string query;
+    std::vector<nlohmann::json> params;
+    bool snapshot = true;
+    std::shared_ptr<const nlohmann::json> claims;
+
+    rules::subscription_plan plan;
+
+    enum class phase { snapshot, live } state = phase::snapshot;
+    bool rows_done = false;
+    bool sync_seen = false;
+    cdc::position sync_position;
+    bool have_meta = false;
+    snapshot_meta meta;
+    struct buffered {
+        frame f;
+        cdc::transaction_id xid;
+        cdc::lsn commit_lsn;
+    };
+    std::vector<buffered> buffer;
+    std::size_t buffer_bytes = 0;
+    std::shared_ptr<std::atomic<bool>> cancel;
+
+    // What the client's copy is a result of: when a new plan differs, the copy may be wrong.
+    std::string shape() const {
+        std::string s = plan.filter->to_string();
+        for (auto c : plan.columns) s += "|" + std::to_string(c);
+        if (plan.updates) s += "|" + plan.updates->to_string();
+        return s;
+    }
+};
+
+struct hub::listener_entry {
+    std::uint64_t connection = 0;
+    std::shared_ptr<const std::string> id;
+    std::weak_ptr<client> to;
+    std::shared_ptr<const nlohmann::json> claims;
+    rules::listen_plan plan;
+};
+
+hub::hub(net::any_io_executor executor, cdc::type_catalog& types, metrics& m,
+         snapshot_pool& snapshots, describe_fn describe, hub_limits limits)
+    : executor_(std::move(executor)), types_(types), metrics_(m), snapshots_(snapshots),
+      describe_(std::move(describe)), limits_(limits), recent_xids_(recent_capacity, 0) {}
+
+hub::~hub() = default;
+
+std::uint64_t hub::key_of(std::uint64_t connection, const std::string& id) const {
+    auto c = by_connection_.find(connection);
+    if (c == by_connection_.end()) return 0;
+    auto it = c->second.find(id);
+    return it == c->second.end() ? 0 : it->second;
+}
+
+hub::table_state* hub::table_for(const std::string& name) {
+    auto it = tables_.find(name);
+    if (it != tables_.end()) return it->second.get();
+    std::vector<cdc::oid> types;
+    auto schema = describe_ ? describe_(name, types) : std::nullopt;
+    if (!schema) return nullptr;
+    auto t = std::make_unique<table_state>();
+    t->schema = std::move(*schema);
+    t->types = std::move(types);
+    return tables_.emplace(name, std::move(t)).first->second.get();
+}
+
+void hub::send(const std::weak_ptr<client>& to, frame f) {
+    auto c = to.lock();
+    if (!c) return;
+    auto& p = pending_[c.get()];
+    p.to = to;
+    p.frames.push_back(std::move(f));
+}
+
+void hub::send_error(const std::weak_ptr<client>& to, error_code code, const std::string& message,
+                     const std::string& id) {
+    metrics_.count_error(std::string(protocol::to_string(code)));
+    send(to, frame::of(protocol::error(code, message, id)));
+}
+
+void hub::flush() {
+    for (auto& [ptr, p] : pending_) {
+        if (auto c = p.to.lock()) c->deliver(std::move(p.frames));
+    }
+    pending_.clear();
+}
+
+std::optional<error_code> hub::plan(subscription& s, std::string& message) {
+    if (!rules_) {
+        message = "no rules are loaded";
+        return error_code::unavailable;
+    }
+    auto lookup = [this](std::string_view t) -> const rules::table_schema* {
+        auto* ts = table_for(std::string(t));
+        return ts ? &ts->schema : nullptr;
+    };
+    auto r = rules::plan_subscription(rules_, {s.query, s.claims.get(), s.params}, lookup);
+    if (auto* e = std::get_if<rules::plan_error>(&r)) {
+        message = e->message;
+        return code_of(e->code);
+    }
+    s.plan = std::move(std::get<rules::subscription_plan>(r));
+    return std::nullopt;
+}
+
+void hub::subscribe(subscribe_request r) {
+    auto& mine = by_connection_[r.connection];
+    if (mine.count(*r.id)) {
+        send_error(r.to, error_code::duplicate_id, "id " + *r.id + " is already in use on this connection", *r.id);
+        flush();
+        return;
+    }
+    if (mine.size() >= limits_.max_subscriptions_per_connection) {
+        send_error(r.to, error_code::too_many_subscriptions,
+                   "at most " + std::to_string(limits_.max_subscriptions_per_connection) +
+                       " subscriptions per connection",
+                   *r.id);
+        flush();
+        return;
+    }
+    auto s = std::make_unique<subscription>();
+    s->key = next_key_++;
+    s->connection = r.connection;
+    s->id = r.id;
+    s->to = r.to;
+    s->query = std::move(r.query);
+    s->params = std::move(r.params);
+    s->snapshot = r.snapshot;
+    s->claims = std::move(r.claims);
+    std::string message;
+    if (auto code = plan(*s, message)) {
+        send_error(s->to, *code, message, *s->id);
+        flush();
+        return;
+    }
+    if (s->plan.rule->max_subscriptions) {
+        std::size_t same_table = 0;
+        for (const auto& [id, key] : mine) {
+            auto it = subs_.find(key);
+            if (it != subs_.end() && it->second->plan.table == s->plan.table) ++same_table;
+        }
+        if (same_table >= *s->plan.rule->max_subscriptions) {
+            send_error(s->to, error_code::too_many_subscriptions,
+                       "at most " + std::to_string(*s->plan.rule->max_subscriptions) + " subscriptions to " +
+                           s->plan.table + " per connection",
+                       *s->id);
+            flush();
+            return;
+        }
+    }
+    const table_state* ts = table_for(s->plan.table);
+    matcher_.add(s->key, ts->schema, s->plan.filter.get(), s->plan.updates.get());
+    mine[*s->id] = s->key;
+    auto& ref = *s;
+    subs_.emplace(s->key, std::move(s));
+    ++metrics_.subscriptions;
+    start_snapshot(ref);
+}
+
+void hub::start_snapshot(subscription& s) {
+    const table_state* ts = table_for(s.plan.table);
+    snapshot_job job;
+    job.key = s.key;
+    job.id = s.id;
+    job.to = s.to;
+    job.rows = s.snapshot;
+    job.max_rows = limits_.snapshot_max_rows;
+    if (s.snapshot) {
+        std::vector<std::string> names;
+        for (const auto& c : ts->schema.columns) names.push_back(c.name);
+        std::string cols;
+        for (auto pos : s.plan.columns) {
+            if (!cols.empty()) cols += ", ";
+            cols += quote_identifier(names[pos]);
+            job.column_names.push_back(names[pos]);
+            job.column_types.push_back(ts->types[pos]);
+        }
+        job.sql = "SELECT " + cols + " FROM " + quote_identifier(ts->schema.schema) + "." +
+                  quote_identifier(ts->schema.name) + " WHERE " +
+                  s.plan.filter->to_sql(names, job.params);
+    }
+    job.recent_xids = recent_xids_;
+    std::sort(job.recent_xids.begin(), job.recent_xids.end());
+    job.recent_xids.erase(std::unique(job.recent_xids.begin(), job.recent_xids.end()), job.recent_xids.end());
+    s.cancel = std::make_shared<std::atomic<bool>>(false);
+    job.cancelled = s.cancel;
+    job.done = [this](snapshot_result r) {
+        net::post(executor_, [this, r = std::move(r)]() mutable { snapshot_done(std::move(r)); });
+    };
+    snapshots_.submit(std::move(job));
+}
+
+void hub::snapshot_done(snapshot_result r) {
+    auto it = subs_.find(r.key);
+    if (it == subs_.end()) return; // unsubscribed meanwhile
+    subscription& s = *it->second;
+    if (!r.ok) {
+        drop(r.key, r.code, r.message);
+        flush();
+        return;
+    }
+    s.meta = std::move(r.meta);
+    s.have_meta = true;
+    s.rows_done = true;
+    // Drop what the snapshot already contains: transactions committed before it.
+    std::erase_if(s.buffer, [&](const subscription::buffered& b) {
+        return b.commit_lsn < s.meta.lsn && s.meta.contains(b.xid);
+    });
+    try_go_live(s);
+    flush();
+}
+
+void hub::try_go_live(subscription& s) {
+    if (s.state != subscription::phase::snapshot || !s.rows_done || !s.sync_seen) return;
+    for (auto& b : s.buffer) send(s.to, std::move(b.f));
+    metrics_.events_out += s.buffer.size();
+    s.buffer.clear();
+    s.buffer_bytes = 0;
+    send(s.to, frame::of(protocol::ready(*s.id, cdc::to_string(s.sync_position))));
+    s.state = subscription::phase::live;
+}
+
+void hub::drop(std::uint64_t key, std::optional<error_code> code, const std::string& message) {
+    auto it = subs_.find(key);
+    if (it == subs_.end()) return;
+    subscription& s = *it->second;
+    matcher_.remove(key);
+    if (s.cancel) *s.cancel = true;
+    if (code) send_error(s.to, *code, message, *s.id);
+    auto c = by_connection_.find(s.connection);
+    if (c != by_connection_.end()) {
+        c->second.erase(*s.id);
+        if (c->second.empty()) by_connection_.erase(c);
+    }
+    subs_.erase(it);
+    --metrics_.subscriptions;
+}
+
+void hub::unsubscribe(std::uint64_t connection, const std::string& id) {
+    auto key = key_of(connection, id);
+    if (key == 0) {
+        // It may be a listen id.
+        unlisten(connection, id);
+        return;
+    }
+    auto to = subs_.at(key)->to;
+    drop(key, std::nullopt, "");
+    send(to, frame::of(protocol::unsubscribed(id)));
+    flush();
+}
+
+void hub::listen(std::weak_ptr<client> to, std::uint64_t connection, std::shared_ptr<const std::string> id,
+                 const std::string& channel, std::shared_ptr<const nlohmann::json> claims) {
+    if (key_of(connection, *id) != 0) {
+        send_error(to, error_code::duplicate_id, "id " + *id + " is already in use on this connection", *id);
+        flush();
+        return;
+    }
+    for (const auto& [ch, entries] : listeners_) {
+        for (const auto& e : entries) {
+            if (e->connection == connection && *e->id == *id) {
+                send_error(to, error_code::duplicate_id, "id " + *id + " is already in use on this connection", *id);
+                flush();
+                return;
+            }
+        }
+    }
+    if (!rules_) {
+        send_error(to, error_code::unavailable, "no rules are loaded", *id);
+        flush();
+        return;
+    }
+    auto r = rules::plan_listen(rules_, channel, claims ? *claims : nlohmann::json::object());
+    if (auto* e = std::get_if<rules::plan_error>(&r)) {
+        send_error(to, code_of(e->code), e->message, *id);
+        flush();
+        return;
+    }
+    auto entry = std::make_unique<listener_entry>();
+    entry->connection = connection;
+    entry->id = id;
+    entry->to = to;
+    entry->claims = std::move(claims);
+    entry->plan = std::move(std::get<rules::listen_plan>(r));
+    listeners_[channel].push_back(std::move(entry));
+    ++metrics_.listens;
+    send(to, frame::of(protocol::ready(*id, "")));
+    flush();
+}
+
+void hub::unlisten(std::uint64_t connection, const std::string& id) {
+    for (auto& [ch, entries] : listeners_) {
+        for (auto it = entries.begin(); it != entries.end(); ++it) {
+            if ((*it)->connection == connection && *(*it)->id == id) {
+                auto to = (*it)->to;
+                entries.erase(it);
+                --metrics_.listens;
+                send(to, frame::of(protocol::unsubscribed(id)));
+                flush();
+                return;
+            }
+        }
+    }
+}
+
+void hub::disconnect(std::uint64_t connection) {
+    auto c = by_connection_.find(connection);
+    if (c != by_connection_.end()) {
+        std::vector<std::uint64_t> keys;
+        for (const auto& [id, key] : c->second) keys.push_back(key);
+        for (auto key : keys) drop(key, std::nullopt, "");
+    }
+    for (auto& [ch, entries] : listeners_) {
+        auto before = entries.size();
+        std::erase_if(entries, [&](const auto& e) { return e->connection == connection; });
+        metrics_.listens -= static_cast<std::int64_t>(before - entries.size());
+    }
+}
+
+void hub::reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohmann::json> claims) {
+    auto c = by_connection_.find(connection);
+    std::vector<std::uint64_t> keys;
+    if (c != by_connection_.end()) {
+        for (const auto& [id, key] : c->second) keys.push_back(key);
+    }
+    for (auto key : keys) {
+        auto& s = *subs_.at(key);
+        s.claims = claims;
+    }
+    for (auto& [ch, entries] : listeners_) {
+        for (auto& e : entries) {
+            if (e->connection == connection) e->claims = claims;
+        }
+    }
+    set_rules(rules_); // plans everything again; only this connection's claims changed
+}
+
+void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
+    rules_ = std::move(new_rules);
+    std::vector<std::uint64_t> keys;
+    for (const auto& [key, s] : subs_) keys.push_back(key);
+    for (auto key : keys) {
+        subscription& s = *subs_.at(key);
+        const std::string before = s.shape();
+        auto old_plan = std::move(s.plan);
+        matcher_.remove(key);
+        std::string message;
+        if (auto code = plan(s, message)) {
+            s.plan = std::move(old_plan); // drop() reads it
+            drop(key, code, message);
+            continue;
+        }
+        if (s.shape() != before) {
+            drop(key, error_code::resync_required,
+                 "the rules changed what this subscription may see: subscribe again");
+            continue;
+        }
+        matcher_.add(key, table_for(s.plan.table)->schema, s.plan.filter.get(), s.plan.updates.get());
+    }
+    for (auto& [ch, entries] : listeners_) {
+        for (auto it = entries.begin(); it != entries.end();) {
+            auto& e = **it;
+            auto r = rules::plan_listen(rules_, ch, e.claims ? *e.claims : nlohmann::json::object());
+            if (auto* err = std::get_if<rules::plan_error>(&r)) {
+                send_error(e.to, code_of(err->code), err->message, *e.id);
+                --metrics_.listens;
+                it = entries.erase(it);
+                continue;
+            }
+            e.plan = std::move(std::get<rules::listen_plan>(r));
+            ++it;
+        }
+    }
+    flush();
+}
+
+std::vector<std::string> hub::channels() const {
+    std::vector<std::string> out;
+    if (!rules_) return out;
+    for (const auto& [name, rule] : rules_->channels()) out.push_back(name);
+    return out;
+}
+
+// ---- the stream ----
+
+void hub::on_begin(const cdc::transaction_info& t) {
+    txn_ = &t;
+    commit_time_json_.clear();
+}
+
+namespace {
+
+rules::value value_of(const pgoutput::datum& d, rules::column_family f) {
+    if (d.kind != pgoutput::datum_kind::text) return rules::value::null(); // null, unsent, toast
+    return rules::from_pg_text(f, d.data);
+}
+
+// {"col":value,...} for the projected columns; unchanged TOASTed values are left out and named.
+void append_projection(std::string& out, const cdc::type_catalog& types, const cdc::relation_schema& rel,
+                       const pgoutput::tuple& row, const std::vector<std::size_t>& columns,
+                       std::string* unchanged) {
+    out.push_back('{');
+    bool first = true;
+    for (auto pos : columns) {
+        if (pos >= row.size()) continue;
+        const auto& d = row[pos];
+        const auto& col = rel.columns[pos];
+        if (d.kind == pgoutput::datum_kind::unchanged_toast || d.kind == pgoutput::datum_kind::missing) {
+            if (unchanged && d.kind == pgoutput::datum_kind::unchanged_toast) {
+                if (!unchanged->empty()) unchanged->push_back(',');
+                cdc::json::append_string(*unchanged, col.name);
+            }
+            continue;
+        }
+        if (!first) out.push_back(',');
+        first = false;
+        cdc::json::append_key(out, col.name);
+        if (d.kind == pgoutput::datum_kind::null) {
+            out += "null";
+        } else if (d.kind == pgoutput::datum_kind::binary) {
+            cdc::append_binary_json(out, d.data);
+        } else {
+            cdc::append_value_json(out, types, col.type, d.data);
+        }
+    }
+    out.push_back('}');
+}
+
+} // namespace
+
+void hub::on_change(const cdc::change& c) {
+    ++metrics_.changes_in;
+    const std::string& table = c.relation->qualified_name;
+    metrics_.count_table_change(table);
+    auto ts_it = tables_.find(table);
+    if (ts_it == tables_.end()) return; // nobody ever subscribed to it
+    const table_state& ts = *ts_it->second;
+
+    if (c.op == cdc::change_op::truncate) {
+        std::vector<rules::subscription_id> all;
+        matcher_.all(table, all);
+        if (all.empty()) return;
+        if (commit_time_json_.empty() && c.txn) cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+        auto body = std::make_shared<const std::string>(",\"position\":\"" + cdc::to_string(c.pos) +
+                                                        "\",\"commit_time\":" + commit_time_json_ + "}");
+        for (auto key : all) {
+            auto& s = *subs_.at(key);
+            frame f{protocol::event_head("truncate"), s.id, body};
+            if (s.state == subscription::phase::live) {
+                send(s.to, std::move(f));
+                ++metrics_.events_out;
+            } else {
+                s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn});
+            }
+        }
+        return;
+    }
+
+    const auto needed = matcher_.columns_needed(table);
+    const std::size_t width = ts.schema.columns.size();
+    const bool full_old = c.old && c.old_kind == pgoutput::old_kind::full;
+    rules::change_kind kind = c.op == cdc::change_op::insert   ? rules::change_kind::insert
+                              : c.op == cdc::change_op::update ? rules::change_kind::update
+                                                               : rules::change_kind::delete_;
+    // The old row is matched when it is whole (REPLICA IDENTITY FULL). For a delete without it,
+    // the key columns Postgres sent are all there is: a filter reading other columns is unknown
+    // there and denies. For an update without it, the old row is unknown (see rules/matcher.hpp).
+    const bool use_old = c.old && (full_old || kind == rules::change_kind::delete_);
+    new_values_.assign(width, rules::value::null());
+    old_values_.clear();
+    if (use_old) old_values_.assign(width, rules::value::null());
+    for (auto pos : needed) {
+        if (pos >= width) continue;
+        const auto family = ts.schema.columns[pos].family;
+        if (c.row && pos < c.row->size()) new_values_[pos] = value_of((*c.row)[pos], family);
+        if (use_old && pos < c.old->size()) old_values_[pos] = value_of((*c.old)[pos], family);
+    }
+    hits_.clear();
+    matcher_.match(table, kind, new_values_, old_values_, hits_);
+    if (hits_.empty()) return;
+
+    if (commit_time_json_.empty() && c.txn) cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+    // One body per (projection, event): subscribers with the same columns share it.
+    struct cached {
+        const std::vector<std::size_t>* columns;
+        rules::event_kind event;
+        std::shared_ptr<const std::string> body;
+    };
+    std::vector<cached> bodies;
+    const std::string position = cdc::to_string(c.pos);
+    for (const auto& h : hits_) {
+        auto sit = subs_.find(h.id);
+        if (sit == subs_.end()) continue;
+        subscription& s = *sit->second;
+        std::shared_ptr<const std::string> body;
+        for (const auto& b : bodies) {
+            if (b.event == h.event && *b.columns == s.plan.columns) body = b.body;
+        }
+        if (!body) {
+            std::string out, unchanged;
+            const pgoutput::tuple* row = h.event == rules::event_kind::delete_ ? c.old : c.row;
+            out += ",\"row\":";
+            append_projection(out, types_, *c.relation, *row, s.plan.columns, &unchanged);
+            if (h.event == rules::event_kind::update && full_old) {
+                out += ",\"old\":";
+                append_projection(out, types_, *c.relation, *c.old, s.plan.columns, nullptr);
+            }
+            if (!unchanged.empty()) out += ",\"unchanged_toast\":[" + unchanged + "]";
+            out += ",\"position\":\"" + position + "\",\"commit_time\":" + commit_time_json_ + "}";
+            body = std::make_shared<const std::string>(std::move(out));
+            bodies.push_back({&s.plan.columns, h.event, body});
+        }
+        const char* type = h.event == rules::event_kind::insert   ? "insert"
+                           : h.event == rules::event_kind::update ? "update"
+                                                                  : "delete";
+        frame f{protocol::event_head(type), s.id, body};
+        if (s.state == subscription::phase::live) {
+            send(s.to, std::move(f));
+            ++metrics_.events_out;
+            continue;
+        }
+        // Still taking its snapshot: keep it until we know whether the snapshot has it.
+        if (s.have_meta && c.txn->commit_lsn < s.meta.lsn && s.meta.contains(c.txn->xid)) continue;
+        s.buffer_bytes += f.bytes();
+        s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn});
+        if (s.buffer_bytes > limits_.max_buffered_bytes) {
+            drop(s.key, error_code::resync_required,
+                 "too many changes arrived while the snapshot was taken: subscribe again");
+        }
+    }
+}
+
+void hub::on_message(const cdc::logical_message& m) {
+    if (m.prefix != "pgpush" || m.transactional) return;
+    std::string_view content(reinterpret_cast<const char*>(m.content.data()), m.content.size());
+    if (content.rfind("sync:", 0) != 0) return;
+    std::uint64_t key = 0;
+    auto digits = content.substr(5);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), key);
+    if (ec != std::errc{}) return;
+    auto it = subs_.find(key);
+    if (it == subs_.end()) return;
+    subscription& s = *it->second;
+    s.sync_seen = true;
+    s.sync_position = m.pos;
+    try_go_live(s);
+    flush();
+}
+
+void hub::on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) {
+    ++metrics_.transactions_in;
+    recent_xids_[recent_next_++ % recent_capacity] = t.xid;
+    metrics_.last_commit_time_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(cdc::from_pg_timestamp(t.commit_time).time_since_epoch())
+            .count();
+    flush();
+    txn_ = nullptr;
+    if (confirm) confirm(end_lsn);
+}
+
+void hub::on_relation(const cdc::relation_schema& r) {
+    auto it = tables_.find(r.qualified_name);
+    if (it == tables_.end()) return; // described when first subscribed
+    auto& ts = *it->second;
+    auto fresh = rules_schema(r, types_);
+    bool same = fresh.columns.size() == ts.schema.columns.size();
+    for (std::size_t i = 0; same && i < fresh.columns.size(); ++i) {
+        same = fresh.columns[i].name == ts.schema.columns[i].name &&
+               fresh.columns[i].family == ts.schema.columns[i].family;
+    }
+    ts.schema = std::move(fresh);
+    ts.types.clear();
+    for (const auto& c : r.columns) ts.types.push_back(c.type);
+    if (!same) {
+        spdlog::info("table {} changed shape; planning its subscriptions again", r.qualified_name);
+        set_rules(rules_);
+    }
+}
+
+void hub::on_idle() { flush(); }
+
+void hub::on_notify(const cdc::notification& n) {
+    ++metrics_.notifications_in;
+    auto it = listeners_.find(n.channel);
+    if (it == listeners_.end() || it->second.empty()) return;
+    auto payload = nlohmann::json::parse(n.payload, nullptr, false);
+    const nlohmann::json* as_json = payload.is_discarded() ? nullptr : &payload;
+    std::shared_ptr<const std::string> body;
+    for (const auto& e : it->second) {
+        if (e->plan.filter) {
+            // A filter reads payload fields: a payload that is not JSON has none, which denies.
+            if (as_json == nullptr || e->plan.filter->evaluate({{}, {}, as_json}) != rules::tri::true_) continue;
+        }
+        if (!body) {
+            std::string full = protocol::notify("0", n.channel, n.payload);
+            // Everything after the id: shared by every listener.
+            body = std::make_shared<const std::string>(full.substr(full.find(",\"channel\"")));
+        }
+        send(e->to, frame{"{\"type\":\"notify\",\"id\":", e->id, body});
+        ++metrics_.notifications_out;
+    }
+    flush();
+}
+
+} // namespace pgpush::push

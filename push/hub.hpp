@@ -1,0 +1,152 @@
+#pragma once
+
+// The hub: where changes meet subscriptions. It runs on the replication stream's thread and owns
+// everything that thread touches: the subscriptions, the matcher, table schemas, type catalog.
+// Sessions talk to it by posting to its executor; it talks to them by posting frames.
+//
+// A subscription's life:
+//  1. planned (rules + claims + query), registered in the matcher at once: from here on every
+//     matching change is buffered for it;
+//  2. a snapshot worker takes a REPEATABLE READ snapshot, sends the rows, and emits a logical
+//     "sync" message after it; the snapshot's xmin/xmax/xip and WAL position come back here;
+//  3. buffered changes the snapshot already contains (committed before it) are dropped; when the
+//     stream reaches the sync message, every transaction the snapshot could contain has passed:
+//     the rest of the buffer is sent, then `ready` with the sync message's position, and the
+//     subscription is live. No change is missed or sent twice (docs/protocol.md has the proof).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cdc/change.hpp"
+#include "cdc/notify_listener.hpp"
+#include "cdc/type_catalog.hpp"
+#include "push/client.hpp"
+#include "push/metrics.hpp"
+#include "push/protocol.hpp"
+#include "rules/matcher.hpp"
+#include "rules/plan.hpp"
+
+namespace pgpush::push {
+
+class snapshot_pool;
+struct snapshot_result;
+
+struct hub_limits {
+    std::size_t max_subscriptions_per_connection = 100;
+    std::size_t max_buffered_bytes = 16 * 1024 * 1024; // per subscription while its snapshot runs
+    std::size_t snapshot_max_rows = 100'000;
+};
+
+class hub final : public cdc::change_sink {
+public:
+    // `describe` reads a table's live columns (blocking; cached); nullopt when it does not exist.
+    using describe_fn = std::function<std::optional<rules::table_schema>(const std::string& table,
+                                                                        std::vector<cdc::oid>& types)>;
+
+    hub(boost::asio::any_io_executor executor, cdc::type_catalog& types, metrics& m,
+        snapshot_pool& snapshots, describe_fn describe, hub_limits limits);
+    ~hub() override;
+
+    const boost::asio::any_io_executor& executor() const { return executor_; }
+
+    // Called from the stream (hub thread) to confirm what has been handed over.
+    std::function<void(cdc::lsn)> confirm;
+
+    // ---- from sessions, on the hub's executor ----
+    struct subscribe_request {
+        std::weak_ptr<client> to;
+        std::uint64_t connection = 0;
+        std::shared_ptr<const std::string> id; // JSON text
+        std::string query;
+        std::vector<nlohmann::json> params;
+        bool snapshot = true;
+        std::shared_ptr<const nlohmann::json> claims;
+    };
+    void subscribe(subscribe_request request);
+    void unsubscribe(std::uint64_t connection, const std::string& id);
+    void listen(std::weak_ptr<client> to, std::uint64_t connection, std::shared_ptr<const std::string> id,
+                const std::string& channel, std::shared_ptr<const nlohmann::json> claims);
+    void unlisten(std::uint64_t connection, const std::string& id);
+    void disconnect(std::uint64_t connection);
+    // New claims for a connection (a fresh token): every subscription is planned again with them.
+    void reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohmann::json> claims);
+    // New rules: every subscription is planned again; those whose result may differ end with
+    // resync_required, those no longer allowed with forbidden.
+    void set_rules(std::shared_ptr<const rules::rule_set> rules);
+
+    // ---- from the snapshot pool ----
+    void snapshot_done(snapshot_result result);
+
+    // ---- from the replication stream (change_sink) ----
+    void on_begin(const cdc::transaction_info& t) override;
+    void on_change(const cdc::change& c) override;
+    void on_message(const cdc::logical_message& m) override;
+    void on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) override;
+    void on_relation(const cdc::relation_schema& r) override;
+    void on_idle() override;
+
+    // ---- from the NOTIFY listener ----
+    void on_notify(const cdc::notification& n);
+
+    // Channels the rules name (the listener LISTENs on them).
+    std::vector<std::string> channels() const;
+
+    std::size_t subscription_count() const { return subs_.size(); }
+
+private:
+    struct subscription;
+    struct table_state;
+    struct listener_entry;
+
+    std::optional<protocol::error_code> plan(subscription& s, std::string& message);
+    void start_snapshot(subscription& s);
+    void try_go_live(subscription& s);
+    void drop(std::uint64_t key, std::optional<protocol::error_code> code, const std::string& message);
+    void send(const std::weak_ptr<client>& to, frame f);
+    void send_error(const std::weak_ptr<client>& to, protocol::error_code code, const std::string& message,
+                    const std::string& id);
+    void flush();
+    table_state* table_for(const std::string& name);
+    std::uint64_t key_of(std::uint64_t connection, const std::string& id) const;
+
+    boost::asio::any_io_executor executor_;
+    cdc::type_catalog& types_;
+    metrics& metrics_;
+    snapshot_pool& snapshots_;
+    describe_fn describe_;
+    hub_limits limits_;
+    std::shared_ptr<const rules::rule_set> rules_;
+    rules::matcher matcher_;
+
+    std::uint64_t next_key_ = 1;
+    std::unordered_map<std::uint64_t, std::unique_ptr<subscription>> subs_;
+    std::unordered_map<std::uint64_t, std::unordered_map<std::string, std::uint64_t>> by_connection_;
+    std::unordered_map<std::string, std::unique_ptr<table_state>> tables_;
+    std::unordered_map<std::string, std::vector<std::unique_ptr<listener_entry>>> listeners_; // by channel
+
+    // Frames of the current transaction, per client, sent at commit (one post per client).
+    struct pending {
+        std::weak_ptr<client> to;
+        std::vector<frame> frames;
+    };
+    std::unordered_map<const client*, pending> pending_;
+
+    // The last transactions handed over (xids), for the snapshot race (see snapshot_pool).
+    std::vector<cdc::transaction_id> recent_xids_;
+    std::size_t recent_next_ = 0;
+
+    // The transaction being handled, for buffering decisions.
+    const cdc::transaction_info* txn_ = nullptr;
+    std::string commit_time_json_;
+    std::vector<rules::hit> hits_;
+    std::vector<rules::value> new_values_, old_values_;
+};
+
+} // namespace pgpush::push

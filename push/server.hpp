@@ -1,0 +1,35 @@
+#pragma once
+
+// `pgpush serve`: the engine. Wires the replication stream, the hub, the snapshot workers, the
+// NOTIFY listener, rules reloading and the WebSocket server, and shuts them down in order.
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "push/hub.hpp"
+#include "push/jwt_verifier.hpp"
+#include "push/session.hpp"
+
+namespace pgpush::push {
+
+struct serve_config {
+    std::string db;
+    std::string rules_path = "rules.yaml";
+    std::string listen = "127.0.0.1:8080";
+    std::size_t threads = 0; // I/O threads; 0: one per core
+    std::string slot = "pgpush";
+    std::string publication = "pgpush";
+    bool manage_publication = true;  // keep the publication's tables equal to the rules'
+    bool replica_identity_full = true; // set REPLICA IDENTITY FULL on tables in the rules
+    std::size_t snapshot_workers = 4;
+    std::chrono::milliseconds status_interval{10'000};
+    jwt_config jwt;
+    session_limits limits;
+    hub_limits hub;
+};
+
+// Runs until SIGTERM/SIGINT (exit 0) or an unrecoverable error (exit 1, with a one-line reason).
+int serve(const serve_config& config);
+
+} // namespace pgpush::push

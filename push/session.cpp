@@ -1,0 +1,489 @@
+#include "push/session.hpp"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "push/hub.hpp"
+#include "push/jwt_verifier.hpp"
+
+namespace pgpush::push {
+
+using protocol::error_code;
+
+// ---- session_context ----
+
+bool session_context::admit_user(const std::string& user) {
+    std::lock_guard lock(mu_);
+    auto& n = users_[user];
+    if (n >= limits.max_connections_per_user) return false;
+    ++n;
+    return true;
+}
+
+void session_context::release_user(const std::string& user) {
+    std::lock_guard lock(mu_);
+    auto it = users_.find(user);
+    if (it != users_.end() && --it->second == 0) users_.erase(it);
+}
+
+void session_context::add(const std::shared_ptr<ws_session>& s) {
+    std::lock_guard lock(mu_);
+    sessions_[s->connection_id()] = s;
+}
+
+void session_context::remove(std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    sessions_.erase(id);
+}
+
+void session_context::close_all(const std::string& reason) {
+    std::vector<std::shared_ptr<ws_session>> live;
+    {
+        std::lock_guard lock(mu_);
+        for (auto& [id, w] : sessions_) {
+            if (auto s = w.lock()) live.push_back(std::move(s));
+        }
+    }
+    for (auto& s : live) s->shut_down(reason);
+}
+
+// ---- ws_session ----
+
+namespace {
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// The `token` query parameter of a request target, percent-decoded.
+std::optional<std::string> token_param(std::string_view target) {
+    auto q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        auto pair = query.substr(0, amp);
+        if (pair.rfind("token=", 0) == 0) {
+            std::string out;
+            auto v = pair.substr(6);
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                if (v[i] == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
+                    out.push_back(static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2])));
+                    i += 2;
+                } else {
+                    out.push_back(v[i] == '+' ? ' ' : v[i]);
+                }
+            }
+            return out;
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+
+} // namespace
+
+ws_session::ws_session(net::ip::tcp::socket&& socket, session_context& ctx)
+    : ws_(std::move(socket)), ctx_(ctx), id_(ctx.next_id++), tokens_(ctx.limits.subscribe_burst),
+      refilled_(std::chrono::steady_clock::now()) {
+    ++ctx_.stats.connections;
+    ++ctx_.stats.connections_total;
+}
+
+ws_session::~ws_session() {
+    flow_.closed = true;
+    flow_.notify();
+    release_queue();
+    --ctx_.stats.connections;
+    if (user_counted_) ctx_.release_user(user_);
+    ctx_.remove(id_);
+    hub& h = ctx_.the_hub;
+    const auto id = id_;
+    net::post(h.executor(), [&h, id] { h.disconnect(id); });
+}
+
+void ws_session::run(http::request<http::string_body> request) {
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    timeouts.idle_timeout = ctx_.limits.idle_timeout;
+    timeouts.keep_alive_pings = true;
+    ws_.set_option(timeouts);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "pgpush"); }));
+    ws_.read_message_max(ctx_.limits.max_message_bytes);
+    auto token = token_param(request.target());
+    ws_.async_accept(request, [self = shared_from_this(), token = std::move(token)](beast::error_code ec) {
+        self->on_accept(ec, token);
+    });
+}
+
+void ws_session::on_accept(beast::error_code ec, std::optional<std::string> token) {
+    if (ec) return; // the handshake failed: nothing to clean up but this object
+    ctx_.add(shared_from_this());
+    if (token) {
+        authenticate(*token);
+    } else {
+        arm_timer(std::chrono::steady_clock::now() + ctx_.limits.auth_timeout,
+                  "no auth message within " + std::to_string(ctx_.limits.auth_timeout.count()) + " s");
+    }
+    read();
+}
+
+void ws_session::read() {
+    ws_.async_read(in_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+}
+
+void ws_session::on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+        if (ec == websocket::error::message_too_big) {
+            ctx_.stats.count_error("message_too_large");
+        }
+        return; // closed, failed or timed out: the destructor cleans up
+    }
+    if (!ws_.got_text()) {
+        error(error_code::bad_message, "binary messages are not accepted: send JSON text");
+    } else {
+        const auto data = in_.cdata();
+        handle(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    }
+    in_.consume(in_.size());
+    // Idle connections keep no large buffer around.
+    if (in_.capacity() > 8 * 1024) in_.shrink_to_fit();
+    if (!closing_) read();
+}
+
+bool ws_session::take_token() {
+    const auto now = std::chrono::steady_clock::now();
+    const double elapsed = std::chrono::duration<double>(now - refilled_).count();
+    refilled_ = now;
+    tokens_ = std::min(ctx_.limits.subscribe_burst, tokens_ + elapsed * ctx_.limits.subscribe_per_second);
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+}
+
+void ws_session::handle(std::string_view text) {
+    auto parsed = protocol::parse(text);
+    if (auto* e = std::get_if<protocol::parse_error>(&parsed)) {
+        error(e->code, e->message, e->id ? std::string_view(*e->id) : std::string_view{});
+        return;
+    }
+    auto& message = std::get<protocol::client_message>(parsed);
+    if (auto* a = std::get_if<protocol::auth>(&message)) {
+        authenticate(a->token);
+        return;
+    }
+    if (auto* p = std::get_if<protocol::ping>(&message)) {
+        reply(protocol::pong(p->data));
+        return;
+    }
+    if (!claims_) {
+        std::string id;
+        std::visit([&](const auto& m) {
+            if constexpr (requires { m.id; }) id = m.id;
+        }, message);
+        error(error_code::unauthenticated, "authenticate first: send {\"type\":\"auth\",\"token\":...}", id);
+        return;
+    }
+    hub& h = ctx_.the_hub;
+    std::weak_ptr<client> self = shared_from_this();
+    if (auto* s = std::get_if<protocol::subscribe>(&message)) {
+        if (s->after) {
+            error(error_code::resync_required,
+                  "resuming after a position is not available yet: subscribe without \"after\"", s->id);
+            return;
+        }
+        if (!take_token()) {
+            error(error_code::rate_limited, "too many subscribe requests: slow down", s->id);
+            return;
+        }
+        hub::subscribe_request r{self, id_, std::make_shared<const std::string>(s->id), std::move(s->query),
+                                 std::move(s->params), s->snapshot, claims_};
+        net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
+    } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {
+        net::post(h.executor(), [&h, conn = id_, id = u->id] { h.unsubscribe(conn, id); });
+    } else if (auto* l = std::get_if<protocol::listen>(&message)) {
+        if (!take_token()) {
+            error(error_code::rate_limited, "too many listen requests: slow down", l->id);
+            return;
+        }
+        net::post(h.executor(), [&h, self, conn = id_, id = std::make_shared<const std::string>(l->id),
+                                 channel = l->channel, claims = claims_] { h.listen(self, conn, id, channel, claims); });
+    } else if (auto* ul = std::get_if<protocol::unlisten>(&message)) {
+        net::post(h.executor(), [&h, conn = id_, id = ul->id] { h.unlisten(conn, id); });
+    }
+}
+
+void ws_session::authenticate(std::string_view token) {
+    auto r = ctx_.jwt.verify(token, unix_now());
+    if (!r.ok) {
+        ++ctx_.stats.auth_failures;
+        error(error_code::unauthenticated, r.error);
+        if (!claims_ && !timer_) {
+            arm_timer(std::chrono::steady_clock::now() + ctx_.limits.auth_timeout, "not authenticated");
+        }
+        return;
+    }
+    std::string user;
+    if (auto it = r.claims.find("sub"); it != r.claims.end()) {
+        user = it->is_string() ? it->get<std::string>() : it->dump();
+    }
+    const bool first = !claims_;
+    if (!first && user != user_) {
+        error(error_code::forbidden, "a connection belongs to one user: the new token is for another");
+        return;
+    }
+    if (first) {
+        if (!ctx_.admit_user(user)) {
+            error(error_code::too_many_connections,
+                  "at most " + std::to_string(ctx_.limits.max_connections_per_user) + " connections per user");
+            close(websocket::close_code::policy_error, "too many connections for this user");
+            return;
+        }
+        user_ = user;
+        user_counted_ = true;
+    }
+    claims_ = std::make_shared<const nlohmann::json>(std::move(r.claims));
+    if (r.expires_at) {
+        auto in = std::chrono::seconds(*r.expires_at - unix_now());
+        arm_timer(std::chrono::steady_clock::now() + std::max(in, std::chrono::seconds(0)), "token expired");
+    } else if (timer_) {
+        timer_->cancel();
+    }
+    if (!first) {
+        hub& h = ctx_.the_hub;
+        net::post(h.executor(), [&h, conn = id_, claims = claims_] { h.reauthenticate(conn, claims); });
+    }
+    reply(protocol::authenticated(*claims_));
+}
+
+void ws_session::arm_timer(std::chrono::steady_clock::time_point when, std::string reason) {
+    if (!timer_) timer_.emplace(ws_.get_executor());
+    timer_->expires_at(when);
+    timer_->async_wait([weak = weak_from_this(), reason = std::move(reason)](beast::error_code ec) {
+        if (ec) return; // re-armed or cancelled
+        if (auto self = weak.lock()) {
+            self->error(error_code::unauthenticated, reason);
+            self->close(websocket::close_code::policy_error, reason);
+        }
+    });
+}
+
+void ws_session::reply(std::string text) { enqueue(frame::of(std::move(text))); }
+
+void ws_session::error(error_code code, std::string_view message, std::string_view id) {
+    ctx_.stats.count_error(std::string(protocol::to_string(code)));
+    reply(protocol::error(code, message, id));
+}
+
+void ws_session::deliver(std::vector<frame> frames) {
+    net::post(ws_.get_executor(), [self = shared_from_this(), frames = std::move(frames)]() mutable {
+        for (auto& f : frames) self->enqueue(std::move(f));
+    });
+}
+
+void ws_session::enqueue(frame f) {
+    if (closing_) return;
+    const auto bytes = f.bytes();
+    queue_.push_back(std::move(f));
+    flow_.queued += bytes;
+    ctx_.stats.queued_bytes += static_cast<std::int64_t>(bytes);
+    if (flow_.queued > ctx_.limits.send_budget_bytes) {
+        // A slow consumer: cut it off before it grows our memory. Its TCP window is full, so a
+        // close frame may never reach it; say why if we can, and drop the connection either way.
+        ++ctx_.stats.slow_consumer_disconnects;
+        spdlog::info("connection {} (user {}) closed: slow consumer ({} bytes queued)", id_, user_,
+                     flow_.queued.load());
+        release_queue();
+        if (writing_) {
+            // The write in flight may never finish: drop the connection under it.
+            closing_ = true;
+            beast::error_code ignored;
+            beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+            beast::get_lowest_layer(ws_).close();
+        } else {
+            close(websocket::close_code::policy_error, "slow consumer: send queue over budget");
+        }
+        return;
+    }
+    if (!writing_) write();
+}
+
+void ws_session::release_queue() {
+    std::size_t bytes = 0;
+    // The frame being written stays until its write completes.
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+        bytes += queue_.back().bytes();
+        queue_.pop_back();
+    }
+    flow_.queued -= bytes;
+    ctx_.stats.queued_bytes -= static_cast<std::int64_t>(bytes);
+}
+
+void ws_session::write() {
+    writing_ = true;
+    const frame& f = queue_.front();
+    out_ = {net::const_buffer(f.head.data(), f.head.size()),
+            f.id ? net::const_buffer(f.id->data(), f.id->size()) : net::const_buffer(),
+            net::const_buffer(f.body->data(), f.body->size())};
+    ws_.text(true);
+    ws_.async_write(out_, beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
+}
+
+void ws_session::on_write(beast::error_code ec, std::size_t bytes) {
+    writing_ = false;
+    if (!queue_.empty()) {
+        const auto done = queue_.front().bytes();
+        queue_.pop_front();
+        flow_.queued -= done;
+        ctx_.stats.queued_bytes -= static_cast<std::int64_t>(done);
+        flow_.notify();
+    }
+    if (ec) {
+        closing_ = true;
+        release_queue();
+        return;
+    }
+    ++ctx_.stats.frames_out;
+    ctx_.stats.bytes_out += bytes;
+    if (!queue_.empty() && !closing_) {
+        write();
+    } else if (!queue_.empty() && close_after_) {
+        write(); // flushing before a graceful close
+    } else if (close_after_) {
+        close_after_ = false;
+        ws_.async_close(websocket::close_reason(websocket::close_code::going_away, close_reason_),
+                        [self = shared_from_this()](beast::error_code) {});
+    } else if (closing_) {
+        // A close was requested while writing: the socket is dropped now.
+        beast::error_code ignored;
+        beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+        beast::get_lowest_layer(ws_).close();
+    }
+}
+
+void ws_session::close(websocket::close_code code, std::string reason) {
+    if (closing_) return;
+    closing_ = true;
+    if (timer_) timer_->cancel();
+    if (writing_) return; // on_write drops the socket
+    ws_.async_close(websocket::close_reason(code, reason), [self = shared_from_this()](beast::error_code) {});
+}
+
+void ws_session::shut_down(std::string reason) {
+    net::post(ws_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] {
+        if (self->closing_) return;
+        self->closing_ = true;
+        if (self->timer_) self->timer_->cancel();
+        self->close_reason_ = reason;
+        if (self->writing_) {
+            self->close_after_ = true; // after the queue is written
+            return;
+        }
+        self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
+                              [self](beast::error_code) {});
+    });
+}
+
+// ---- http_session ----
+
+http_session::http_session(net::ip::tcp::socket&& socket, session_context& ctx, health_fn health)
+    : stream_(std::move(socket)), ctx_(ctx), health_(std::move(health)) {}
+
+void http_session::run() { read(); }
+
+void http_session::read() {
+    parser_.emplace();
+    parser_->body_limit(8 * 1024);
+    parser_->header_limit(16 * 1024);
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&http_session::on_read, shared_from_this()));
+}
+
+void http_session::on_read(beast::error_code ec, std::size_t) {
+    if (ec) return;
+    auto req = parser_->release();
+    const std::string path = path_of(req.target());
+    if (websocket::is_upgrade(req)) {
+        if (path != "/ws" && path != "/") {
+            response_ = {http::status::not_found, req.version()};
+        } else {
+            stream_.expires_never();
+            std::make_shared<ws_session>(stream_.release_socket(), ctx_)->run(std::move(req));
+            return;
+        }
+    } else if (req.method() == http::verb::get && path == "/healthz") {
+        auto [ok, body] = health_();
+        response_ = {ok ? http::status::ok : http::status::service_unavailable, req.version()};
+        response_.set(http::field::content_type, "application/json");
+        response_.body() = std::move(body);
+    } else if (req.method() == http::verb::get && path == "/metrics") {
+        response_ = {http::status::ok, req.version()};
+        response_.set(http::field::content_type, "text/plain; version=0.0.4");
+        response_.body() = ctx_.stats.prometheus();
+    } else {
+        response_ = {http::status::not_found, req.version()};
+        response_.set(http::field::content_type, "text/plain");
+        response_.body() = "not found: WebSocket on /ws; /healthz; /metrics\n";
+    }
+    response_.set(http::field::server, "pgpush");
+    response_.keep_alive(req.keep_alive());
+    response_.prepare_payload();
+    http::async_write(stream_, response_,
+                      beast::bind_front_handler(&http_session::on_write, shared_from_this(), req.keep_alive()));
+}
+
+void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+    if (ec) return;
+    if (!keep_alive) {
+        beast::error_code ignored;
+        stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+        return;
+    }
+    read();
+}
+
+// ---- listener ----
+
+listener::listener(net::io_context& accept_on, std::vector<net::io_context*> workers,
+                   net::ip::tcp::endpoint endpoint, session_context& ctx, http_session::health_fn health)
+    : acceptor_(accept_on), workers_(std::move(workers)), ctx_(ctx), health_(std::move(health)) {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(net::socket_base::max_listen_connections);
+}
+
+void listener::run() { accept(); }
+
+void listener::stop() {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+}
+
+void listener::accept() {
+    auto& io = *workers_[next_++ % workers_.size()];
+    acceptor_.async_accept(io, [self = shared_from_this()](beast::error_code ec, net::ip::tcp::socket socket) {
+        if (ec == net::error::operation_aborted) return;
+        if (!ec) {
+            socket.set_option(net::ip::tcp::no_delay(true), ec);
+            std::make_shared<http_session>(std::move(socket), self->ctx_, self->health_)->run();
+        } else if (ec == net::error::no_descriptors) {
+            spdlog::warn("accept: out of file descriptors (raise ulimit -n)");
+        }
+        self->accept();
+    });
+}
+
+} // namespace pgpush::push

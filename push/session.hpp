@@ -1,0 +1,166 @@
+#pragma once
+
+// One client connection: a WebSocket on one I/O thread (its own io_context, so no strand is
+// needed). It reads JSON messages, answers or forwards them to the hub, and writes frames with
+// exactly one async_write outstanding, from a queue bounded in bytes: a client that lets its
+// queue pass the budget is cut off with a reason, and nobody else notices.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "push/client.hpp"
+#include "push/frame.hpp"
+#include "push/metrics.hpp"
+#include "push/protocol.hpp"
+
+namespace pgpush::push {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+
+class hub;
+class jwt_verifier;
+
+struct session_limits {
+    std::size_t max_message_bytes = 64 * 1024;
+    std::size_t send_budget_bytes = 4 * 1024 * 1024;
+    std::size_t max_connections_per_user = 20;
+    double subscribe_per_second = 20;
+    double subscribe_burst = 40;
+    std::chrono::seconds auth_timeout{10};
+    std::chrono::seconds idle_timeout{60}; // a silent peer gets pings, then is dropped
+};
+
+// What every session shares; thread-safe.
+struct session_context {
+    session_context(session_limits l, metrics& m, const jwt_verifier& j, hub& h)
+        : limits(l), stats(m), jwt(j), the_hub(h) {}
+
+    session_limits limits;
+    metrics& stats;
+    const jwt_verifier& jwt;
+    hub& the_hub;
+
+    // Connections per user (`sub` claim).
+    bool admit_user(const std::string& user);
+    void release_user(const std::string& user);
+
+    // Every live session, for a graceful shutdown.
+    void add(const std::shared_ptr<class ws_session>& s);
+    void remove(std::uint64_t id);
+    void close_all(const std::string& reason);
+
+    std::atomic<std::uint64_t> next_id{1};
+
+private:
+    std::mutex mu_;
+    std::unordered_map<std::string, std::size_t> users_;
+    std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> sessions_;
+};
+
+class ws_session final : public client, public std::enable_shared_from_this<ws_session> {
+public:
+    ws_session(net::ip::tcp::socket&& socket, session_context& ctx);
+    ~ws_session() override;
+
+    // Completes the WebSocket handshake for `request` (a token may come as ?token=).
+    void run(http::request<http::string_body> request);
+
+    void deliver(std::vector<frame> frames) override;
+    std::uint64_t connection_id() const override { return id_; }
+    flow_gate& flow() override { return flow_; }
+
+    // From any thread: a close frame with `reason` after what is queued (server shutdown).
+    void shut_down(std::string reason);
+
+private:
+    void on_accept(beast::error_code ec, std::optional<std::string> token);
+    void read();
+    void on_read(beast::error_code ec, std::size_t bytes);
+    void handle(std::string_view text);
+    void authenticate(std::string_view token);
+    bool take_token();
+    void reply(std::string text);
+    void error(protocol::error_code code, std::string_view message, std::string_view id = {});
+    void enqueue(frame f);
+    void write();
+    void on_write(beast::error_code ec, std::size_t bytes);
+    void close(websocket::close_code code, std::string reason);
+    void arm_timer(std::chrono::steady_clock::time_point when, std::string reason);
+    void release_queue();
+
+    websocket::stream<beast::tcp_stream> ws_;
+    session_context& ctx_;
+    const std::uint64_t id_;
+    beast::flat_buffer in_;
+    std::deque<frame> queue_;
+    std::array<net::const_buffer, 3> out_;
+    bool writing_ = false;
+    bool closing_ = false;      // a close is under way or done
+    bool close_after_ = false;  // close once the queue is written
+    std::string close_reason_;
+    flow_gate flow_;
+    std::shared_ptr<const nlohmann::json> claims_;
+    std::string user_;
+    bool user_counted_ = false;
+    std::optional<net::steady_timer> timer_;
+    double tokens_;
+    std::chrono::steady_clock::time_point refilled_;
+};
+
+// Serves one HTTP connection: /healthz, /metrics, and the upgrade to a WebSocket (on /ws or /).
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+    using health_fn = std::function<std::pair<bool, std::string>()>; // (healthy, JSON body)
+    http_session(net::ip::tcp::socket&& socket, session_context& ctx, health_fn health);
+    void run();
+
+private:
+    void read();
+    void on_read(beast::error_code ec, std::size_t);
+    void on_write(bool keep_alive, beast::error_code ec, std::size_t);
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::response<http::string_body> response_;
+    session_context& ctx_;
+    health_fn health_;
+};
+
+// Accepts connections and hands each to the next I/O thread in turn.
+class listener : public std::enable_shared_from_this<listener> {
+public:
+    listener(net::io_context& accept_on, std::vector<net::io_context*> workers,
+             net::ip::tcp::endpoint endpoint, session_context& ctx, http_session::health_fn health);
+    void run();
+    void stop();
+    net::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+private:
+    void accept();
+
+    net::ip::tcp::acceptor acceptor_;
+    std::vector<net::io_context*> workers_;
+    std::size_t next_ = 0;
+    session_context& ctx_;
+    http_session::health_fn health_;
+};
+
+} // namespace pgpush::push

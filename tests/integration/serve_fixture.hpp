@@ -1,0 +1,125 @@
+#pragma once
+
+// Shared by the `pgpush serve` integration tests: one cluster and one chat schema per test
+// binary, a running engine per test (its own slot and publication), real WebSocket clients.
+
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/pg_cluster.hpp"
+#include "tests/support/subprocess.hpp"
+#include "tests/support/ws_client.hpp"
+
+namespace pgpush::testing {
+
+inline const std::string test_secret = "test-secret-that-is-at-least-32-bytes-long";
+
+class serve_test : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        if (!cluster_) {
+            cluster_ = std::make_unique<pg_cluster>();
+            cluster_->exec(R"(
+                CREATE TABLE rooms (id int PRIMARY KEY, name text NOT NULL, tenant_id int NOT NULL DEFAULT 1);
+                CREATE TABLE messages (id bigserial PRIMARY KEY, room_id int NOT NULL, sender_id int NOT NULL,
+                                       body text NOT NULL, secret text, sent_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE audit (id int PRIMARY KEY, what text);
+                INSERT INTO rooms VALUES (1, 'general'), (2, 'random'), (3, 'private');
+            )");
+        }
+    }
+
+    pg_cluster& pg() { return *cluster_; }
+
+    // rules.yaml used by start() unless a test passes its own.
+    static std::string default_rules() {
+        return R"(
+tables:
+  messages:
+    allow: "auth.sub is not null"
+    rows: "row.room_id in auth.rooms or row.sender_id = auth.uid"
+    columns: [id, room_id, sender_id, body, sent_at]
+  rooms:
+    rows: "true"
+    columns: [id, name]
+channels:
+  typing:
+    filter: "payload.room in auth.rooms"
+)";
+    }
+
+    // Starts `pgpush serve` with its own slot/publication and waits until it listens.
+    void start(const std::string& rules = default_rules(), std::vector<std::string> extra = {}) {
+        static int n = 0;
+        const std::string name = "serve_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+        rules_path_ = "/tmp/pgpush-" + name + ".yaml";
+        std::ofstream(rules_path_) << rules;
+        std::vector<std::string> argv = {pgpush_binary(), "serve", "--db", pg().url(), "--rules", rules_path_,
+                                         "--listen", "127.0.0.1:0", "--slot", name, "--publication", name,
+                                         "--jwt-secret", test_secret, "--threads", "2"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        server_ = std::make_unique<subprocess>(argv);
+        ASSERT_TRUE(server_->wait_for_stderr("streaming from slot")) << server_->stderr_text();
+        ASSERT_TRUE(server_->wait_for_stderr("listening on")) << server_->stderr_text();
+        const auto& err = server_->stderr_text();
+        auto at = err.find("listening on 127.0.0.1:");
+        port_ = std::stoi(err.substr(at + 23));
+    }
+
+    void TearDown() override {
+        if (server_) {
+            server_->signal(SIGTERM);
+            auto status = server_->wait();
+            EXPECT_EQ(status.value_or(-1), 0) << server_->stderr_text();
+            server_.reset();
+        }
+        if (!rules_path_.empty()) std::remove(rules_path_.c_str());
+    }
+
+    int port() const { return port_; }
+
+    static std::string token(const nlohmann::json& claims) { return make_token(claims, test_secret); }
+
+    // A client authenticated with `claims` (through the auth message).
+    std::unique_ptr<ws_client> connect(const nlohmann::json& claims) {
+        auto c = std::make_unique<ws_client>(port_);
+        c->send(nlohmann::json{{"type", "auth"}, {"token", token(claims)}});
+        auto m = c->next();
+        EXPECT_TRUE(m && (*m)["type"] == "authenticated") << (m ? m->dump() : "no reply");
+        return c;
+    }
+
+    // Subscribes and collects the snapshot: returns the rows, having seen `ready`.
+    static nlohmann::json subscribe(ws_client& c, const std::string& id, const std::string& query,
+                                    nlohmann::json extra = nlohmann::json::object()) {
+        nlohmann::json m = {{"type", "subscribe"}, {"id", id}, {"query", query}};
+        m.update(extra);
+        c.send(m);
+        nlohmann::json rows = nlohmann::json::array();
+        while (auto r = c.next()) {
+            if ((*r)["type"] == "rows") {
+                for (auto& row : (*r)["rows"]) rows.push_back(row);
+            } else if ((*r)["type"] == "ready") {
+                return rows;
+            } else {
+                ADD_FAILURE() << "before ready: " << r->dump();
+                return rows;
+            }
+        }
+        ADD_FAILURE() << "no ready for " << id;
+        return rows;
+    }
+
+    subprocess& server() { return *server_; }
+
+    static inline std::unique_ptr<pg_cluster> cluster_;
+    std::unique_ptr<subprocess> server_;
+    std::string rules_path_;
+    int port_ = 0;
+};
+
+} // namespace pgpush::testing
