@@ -58,7 +58,7 @@ build() {
 build_asan() {
   say "building unit tests with AddressSanitizer + UndefinedBehaviorSanitizer in $ASAN_DIR"
   configure "$ASAN_DIR" -DPGPUSH_SANITIZE=ON -DPGPUSH_BENCH=OFF -DPGPUSH_TESTS=ON
-  cmake --build "$ASAN_DIR" -j "$JOBS" --target unit_cdc unit_rules
+  cmake --build "$ASAN_DIR" -j "$JOBS" --target unit_cdc unit_rules unit_push
 }
 
 build_fuzz() {
