@@ -10,25 +10,34 @@ namespace pgpush {
 
 CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
     auto& c = o.config;
-    auto* cmd = app.add_subcommand("serve", "Run the engine: WebSocket subscriptions to live queries");
-    cmd->add_option("--db", c.db, "PostgreSQL URL or conninfo string")->envname("PGPUSH_DB")->required();
-    cmd->add_option("--rules", c.rules_path, "The rules file (reloaded on SIGHUP and when it changes)")
+    auto* cmd =
+        app.add_subcommand("serve", "Run the engine: WebSocket subscriptions to live queries");
+    cmd->add_option("--db", c.db, "PostgreSQL URL or conninfo string")
+        ->envname("PGPUSH_DB")
+        ->required();
+    cmd->add_option("--rules", c.rules_path,
+                    "The rules file (reloaded on SIGHUP and when it changes)")
         ->envname("PGPUSH_RULES")
         ->capture_default_str();
     cmd->add_option("--listen", c.listen, "HOST:PORT for WebSocket (/ws), /healthz and /metrics")
         ->envname("PGPUSH_LISTEN")
         ->capture_default_str();
-    cmd->add_option("--threads", c.threads, "I/O threads (0: one per core)")->envname("PGPUSH_THREADS");
-    cmd->add_option("--slot", c.slot, "Replication slot (created if missing)")->envname("PGPUSH_SLOT")->capture_default_str();
+    cmd->add_option("--threads", c.threads, "I/O threads (0: one per core)")
+        ->envname("PGPUSH_THREADS");
+    cmd->add_option("--slot", c.slot, "Replication slot (created if missing)")
+        ->envname("PGPUSH_SLOT")
+        ->capture_default_str();
     cmd->add_option("--publication", c.publication, "Publication (kept equal to the rules' tables)")
         ->envname("PGPUSH_PUBLICATION")
         ->capture_default_str();
     cmd->add_flag("!--no-manage-publication", c.manage_publication,
                   "Leave the publication alone (it must already publish the rules' tables)");
-    cmd->add_flag("!--no-replica-identity-full", c.replica_identity_full,
-                  "Do not set REPLICA IDENTITY FULL on the rules' tables (rows leaving a result are "
-                  "then not sent as deletes)");
-    cmd->add_option("--jwt-alg", c.jwt.algorithm, "Accepted JWT algorithm (HS256, RS256, ES256, ...)")
+    cmd->add_flag(
+        "!--no-replica-identity-full", c.replica_identity_full,
+        "Do not set REPLICA IDENTITY FULL on the rules' tables (rows leaving a result are "
+        "then not sent as deletes)");
+    cmd->add_option("--jwt-alg", c.jwt.algorithm,
+                    "Accepted JWT algorithm (HS256, RS256, ES256, ...)")
         ->envname("PGPUSH_JWT_ALG")
         ->capture_default_str();
     cmd->add_option("--jwt-secret", c.jwt.secret, "HMAC secret for HS* (at least 32 bytes)")
@@ -37,12 +46,15 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->envname("PGPUSH_JWT_PUBLIC_KEY");
     cmd->add_option("--jwt-jwks", o.jwt_jwks_file, "JWKS file for RS*/ES* (keys chosen by kid)")
         ->envname("PGPUSH_JWT_JWKS");
-    cmd->add_option("--jwt-audience", c.jwt.audience, "Required `aud`")->envname("PGPUSH_JWT_AUDIENCE");
+    cmd->add_option("--jwt-audience", c.jwt.audience, "Required `aud`")
+        ->envname("PGPUSH_JWT_AUDIENCE");
     cmd->add_option("--jwt-issuer", c.jwt.issuer, "Required `iss`")->envname("PGPUSH_JWT_ISSUER");
-    cmd->add_option("--jwt-leeway", o.jwt_leeway_seconds, "Seconds of clock skew allowed on exp/nbf")
+    cmd->add_option("--jwt-leeway", o.jwt_leeway_seconds,
+                    "Seconds of clock skew allowed on exp/nbf")
         ->capture_default_str();
     auto& l = c.limits;
-    cmd->add_option("--max-message-bytes", l.max_message_bytes, "Largest client message")->capture_default_str();
+    cmd->add_option("--max-message-bytes", l.max_message_bytes, "Largest client message")
+        ->capture_default_str();
     cmd->add_option("--send-budget-bytes", l.send_budget_bytes,
                     "Per-connection send queue; a client over it is disconnected (slow consumer)")
         ->capture_default_str();
@@ -50,15 +62,20 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->capture_default_str();
     cmd->add_option("--max-subscriptions", c.hub.max_subscriptions_per_connection, "Per connection")
         ->capture_default_str();
-    cmd->add_option("--subscribe-rate", l.subscribe_per_second, "Subscribe/listen requests per second per connection")
+    cmd->add_option("--subscribe-rate", l.subscribe_per_second,
+                    "Subscribe/listen requests per second per connection")
         ->capture_default_str();
-    cmd->add_option("--subscribe-burst", l.subscribe_burst, "Burst allowed above the rate")->capture_default_str();
-    cmd->add_option("--auth-timeout", o.auth_timeout_seconds, "Seconds a connection may stay unauthenticated")
+    cmd->add_option("--subscribe-burst", l.subscribe_burst, "Burst allowed above the rate")
+        ->capture_default_str();
+    cmd->add_option("--auth-timeout", o.auth_timeout_seconds,
+                    "Seconds a connection may stay unauthenticated")
         ->capture_default_str();
     cmd->add_option("--snapshot-workers", c.snapshot_workers, "Threads taking initial snapshots")
         ->capture_default_str();
-    cmd->add_option("--snapshot-max-rows", c.hub.snapshot_max_rows, "Largest initial result")->capture_default_str();
-    cmd->add_option("--status-interval", o.status_interval_ms, "Milliseconds between replication status updates")
+    cmd->add_option("--snapshot-max-rows", c.hub.snapshot_max_rows, "Largest initial result")
+        ->capture_default_str();
+    cmd->add_option("--status-interval", o.status_interval_ms,
+                    "Milliseconds between replication status updates")
         ->capture_default_str();
     return cmd;
 }
@@ -68,7 +85,8 @@ namespace {
 std::string read_file(const std::string& path, const char* what) {
     std::ifstream in(path);
     if (!in) {
-        std::fprintf(stderr, "pgpush serve: bad_option: cannot read %s file %s\n", what, path.c_str());
+        std::fprintf(stderr, "pgpush serve: bad_option: cannot read %s file %s\n", what,
+                     path.c_str());
         std::exit(2);
     }
     std::stringstream ss;
@@ -80,7 +98,8 @@ std::string read_file(const std::string& path, const char* what) {
 
 int run_serve(serve_options& o) {
     auto& c = o.config;
-    if (!o.jwt_public_key_file.empty()) c.jwt.public_key_pem = read_file(o.jwt_public_key_file, "public key");
+    if (!o.jwt_public_key_file.empty())
+        c.jwt.public_key_pem = read_file(o.jwt_public_key_file, "public key");
     if (!o.jwt_jwks_file.empty()) c.jwt.jwks_json = read_file(o.jwt_jwks_file, "JWKS");
     c.jwt.leeway = std::chrono::seconds(o.jwt_leeway_seconds);
     c.limits.auth_timeout = std::chrono::seconds(o.auth_timeout_seconds);

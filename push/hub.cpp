@@ -82,7 +82,8 @@ struct hub::subscription {
     // What the client's copy is a result of: when a new plan differs, the copy may be wrong.
     std::string shape() const {
         std::string s = plan.filter->to_string();
-        for (auto c : plan.columns) s += "|" + std::to_string(c);
+        for (auto c : plan.columns)
+            s += "|" + std::to_string(c);
         if (plan.updates) s += "|" + plan.updates->to_string();
         return s;
     }
@@ -164,7 +165,8 @@ std::optional<error_code> hub::plan(subscription& s, std::string& message) {
 void hub::subscribe(subscribe_request r) {
     auto& mine = by_connection_[r.connection];
     if (mine.count(*r.id)) {
-        send_error(r.to, error_code::duplicate_id, "id " + *r.id + " is already in use on this connection", *r.id);
+        send_error(r.to, error_code::duplicate_id,
+                   "id " + *r.id + " is already in use on this connection", *r.id);
         flush();
         return;
     }
@@ -199,8 +201,8 @@ void hub::subscribe(subscribe_request r) {
         }
         if (same_table >= *s->plan.rule->max_subscriptions) {
             send_error(s->to, error_code::too_many_subscriptions,
-                       "at most " + std::to_string(*s->plan.rule->max_subscriptions) + " subscriptions to " +
-                           s->plan.table + " per connection",
+                       "at most " + std::to_string(*s->plan.rule->max_subscriptions) +
+                           " subscriptions to " + s->plan.table + " per connection",
                        *s->id);
             flush();
             return;
@@ -225,7 +227,8 @@ void hub::start_snapshot(subscription& s) {
     job.max_rows = limits_.snapshot_max_rows;
     if (s.snapshot) {
         std::vector<std::string> names;
-        for (const auto& c : ts->schema.columns) names.push_back(c.name);
+        for (const auto& c : ts->schema.columns)
+            names.push_back(c.name);
         std::string cols;
         for (auto pos : s.plan.columns) {
             if (!cols.empty()) cols += ", ";
@@ -239,7 +242,8 @@ void hub::start_snapshot(subscription& s) {
     }
     job.recent_xids = recent_xids_;
     std::sort(job.recent_xids.begin(), job.recent_xids.end());
-    job.recent_xids.erase(std::unique(job.recent_xids.begin(), job.recent_xids.end()), job.recent_xids.end());
+    job.recent_xids.erase(std::unique(job.recent_xids.begin(), job.recent_xids.end()),
+                          job.recent_xids.end());
     s.cancel = std::make_shared<std::atomic<bool>>(false);
     job.cancelled = s.cancel;
     job.done = [this](snapshot_result r) {
@@ -270,7 +274,8 @@ void hub::snapshot_done(snapshot_result r) {
 
 void hub::try_go_live(subscription& s) {
     if (s.state != subscription::phase::snapshot || !s.rows_done || !s.sync_seen) return;
-    for (auto& b : s.buffer) send(s.to, std::move(b.f));
+    for (auto& b : s.buffer)
+        send(s.to, std::move(b.f));
     metrics_.events_out += s.buffer.size();
     s.buffer.clear();
     s.buffer_bytes = 0;
@@ -307,17 +312,20 @@ void hub::unsubscribe(std::uint64_t connection, const std::string& id) {
     flush();
 }
 
-void hub::listen(std::weak_ptr<client> to, std::uint64_t connection, std::shared_ptr<const std::string> id,
-                 const std::string& channel, std::shared_ptr<const nlohmann::json> claims) {
+void hub::listen(std::weak_ptr<client> to, std::uint64_t connection,
+                 std::shared_ptr<const std::string> id, const std::string& channel,
+                 std::shared_ptr<const nlohmann::json> claims) {
     if (key_of(connection, *id) != 0) {
-        send_error(to, error_code::duplicate_id, "id " + *id + " is already in use on this connection", *id);
+        send_error(to, error_code::duplicate_id,
+                   "id " + *id + " is already in use on this connection", *id);
         flush();
         return;
     }
     for (const auto& [ch, entries] : listeners_) {
         for (const auto& e : entries) {
             if (e->connection == connection && *e->id == *id) {
-                send_error(to, error_code::duplicate_id, "id " + *id + " is already in use on this connection", *id);
+                send_error(to, error_code::duplicate_id,
+                           "id " + *id + " is already in use on this connection", *id);
                 flush();
                 return;
             }
@@ -365,8 +373,10 @@ void hub::disconnect(std::uint64_t connection) {
     auto c = by_connection_.find(connection);
     if (c != by_connection_.end()) {
         std::vector<std::uint64_t> keys;
-        for (const auto& [id, key] : c->second) keys.push_back(key);
-        for (auto key : keys) drop(key, std::nullopt, "");
+        for (const auto& [id, key] : c->second)
+            keys.push_back(key);
+        for (auto key : keys)
+            drop(key, std::nullopt, "");
     }
     for (auto& [ch, entries] : listeners_) {
         auto before = entries.size();
@@ -379,7 +389,8 @@ void hub::reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohman
     auto c = by_connection_.find(connection);
     std::vector<std::uint64_t> keys;
     if (c != by_connection_.end()) {
-        for (const auto& [id, key] : c->second) keys.push_back(key);
+        for (const auto& [id, key] : c->second)
+            keys.push_back(key);
     }
     for (auto key : keys) {
         auto& s = *subs_.at(key);
@@ -396,7 +407,8 @@ void hub::reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohman
 void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
     rules_ = std::move(new_rules);
     std::vector<std::uint64_t> keys;
-    for (const auto& [key, s] : subs_) keys.push_back(key);
+    for (const auto& [key, s] : subs_)
+        keys.push_back(key);
     for (auto key : keys) {
         subscription& s = *subs_.at(key);
         const std::string before = s.shape();
@@ -413,12 +425,14 @@ void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
                  "the rules changed what this subscription may see: subscribe again");
             continue;
         }
-        matcher_.add(key, table_for(s.plan.table)->schema, s.plan.filter.get(), s.plan.updates.get());
+        matcher_.add(key, table_for(s.plan.table)->schema, s.plan.filter.get(),
+                     s.plan.updates.get());
     }
     for (auto& [ch, entries] : listeners_) {
         for (auto it = entries.begin(); it != entries.end();) {
             auto& e = **it;
-            auto r = rules::plan_listen(rules_, ch, e.claims ? *e.claims : nlohmann::json::object());
+            auto r =
+                rules::plan_listen(rules_, ch, e.claims ? *e.claims : nlohmann::json::object());
             if (auto* err = std::get_if<rules::plan_error>(&r)) {
                 send_error(e.to, code_of(err->code), err->message, *e.id);
                 --metrics_.listens;
@@ -435,7 +449,8 @@ void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
 std::vector<std::string> hub::channels() const {
     std::vector<std::string> out;
     if (!rules_) return out;
-    for (const auto& [name, rule] : rules_->channels()) out.push_back(name);
+    for (const auto& [name, rule] : rules_->channels())
+        out.push_back(name);
     return out;
 }
 
@@ -454,16 +469,17 @@ rules::value value_of(const pgoutput::datum& d, rules::column_family f) {
 }
 
 // {"col":value,...} for the projected columns; unchanged TOASTed values are left out and named.
-void append_projection(std::string& out, const cdc::type_catalog& types, const cdc::relation_schema& rel,
-                       const pgoutput::tuple& row, const std::vector<std::size_t>& columns,
-                       std::string* unchanged) {
+void append_projection(std::string& out, const cdc::type_catalog& types,
+                       const cdc::relation_schema& rel, const pgoutput::tuple& row,
+                       const std::vector<std::size_t>& columns, std::string* unchanged) {
     out.push_back('{');
     bool first = true;
     for (auto pos : columns) {
         if (pos >= row.size()) continue;
         const auto& d = row[pos];
         const auto& col = rel.columns[pos];
-        if (d.kind == pgoutput::datum_kind::unchanged_toast || d.kind == pgoutput::datum_kind::missing) {
+        if (d.kind == pgoutput::datum_kind::unchanged_toast ||
+            d.kind == pgoutput::datum_kind::missing) {
             if (unchanged && d.kind == pgoutput::datum_kind::unchanged_toast) {
                 if (!unchanged->empty()) unchanged->push_back(',');
                 cdc::json::append_string(*unchanged, col.name);
@@ -498,9 +514,11 @@ void hub::on_change(const cdc::change& c) {
         std::vector<rules::subscription_id> all;
         matcher_.all(table, all);
         if (all.empty()) return;
-        if (commit_time_json_.empty() && c.txn) cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
-        auto body = std::make_shared<const std::string>(",\"position\":\"" + cdc::to_string(c.pos) +
-                                                        "\",\"commit_time\":" + commit_time_json_ + "}");
+        if (commit_time_json_.empty() && c.txn)
+            cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+        auto body =
+            std::make_shared<const std::string>(",\"position\":\"" + cdc::to_string(c.pos) +
+                                                "\",\"commit_time\":" + commit_time_json_ + "}");
         for (auto key : all) {
             auto& s = *subs_.at(key);
             frame f{protocol::event_head("truncate"), s.id, body};
@@ -537,7 +555,8 @@ void hub::on_change(const cdc::change& c) {
     matcher_.match(table, kind, new_values_, old_values_, hits_);
     if (hits_.empty()) return;
 
-    if (commit_time_json_.empty() && c.txn) cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+    if (commit_time_json_.empty() && c.txn)
+        cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
     // One body per (projection, event): subscribers with the same columns share it.
     struct cached {
         const std::vector<std::size_t>* columns;
@@ -608,9 +627,9 @@ void hub::on_message(const cdc::logical_message& m) {
 void hub::on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) {
     ++metrics_.transactions_in;
     recent_xids_[recent_next_++ % recent_capacity] = t.xid;
-    metrics_.last_commit_time_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(cdc::from_pg_timestamp(t.commit_time).time_since_epoch())
-            .count();
+    metrics_.last_commit_time_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                       cdc::from_pg_timestamp(t.commit_time).time_since_epoch())
+                                       .count();
     flush();
     txn_ = nullptr;
     if (confirm) confirm(end_lsn);
@@ -628,14 +647,17 @@ void hub::on_relation(const cdc::relation_schema& r) {
     }
     ts.schema = std::move(fresh);
     ts.types.clear();
-    for (const auto& c : r.columns) ts.types.push_back(c.type);
+    for (const auto& c : r.columns)
+        ts.types.push_back(c.type);
     if (!same) {
         spdlog::info("table {} changed shape; planning its subscriptions again", r.qualified_name);
         set_rules(rules_);
     }
 }
 
-void hub::on_idle() { flush(); }
+void hub::on_idle() {
+    flush();
+}
 
 void hub::on_notify(const cdc::notification& n) {
     ++metrics_.notifications_in;
@@ -647,7 +669,9 @@ void hub::on_notify(const cdc::notification& n) {
     for (const auto& e : it->second) {
         if (e->plan.filter) {
             // A filter reads payload fields: a payload that is not JSON has none, which denies.
-            if (as_json == nullptr || e->plan.filter->evaluate({{}, {}, as_json}) != rules::tri::true_) continue;
+            if (as_json == nullptr ||
+                e->plan.filter->evaluate({{}, {}, as_json}) != rules::tri::true_)
+                continue;
         }
         if (!body) {
             std::string full = protocol::notify("0", n.channel, n.payload);

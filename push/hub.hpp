@@ -47,8 +47,8 @@ struct hub_limits {
 class hub final : public cdc::change_sink {
 public:
     // `describe` reads a table's live columns (blocking; cached); nullopt when it does not exist.
-    using describe_fn = std::function<std::optional<rules::table_schema>(const std::string& table,
-                                                                        std::vector<cdc::oid>& types)>;
+    using describe_fn = std::function<std::optional<rules::table_schema>(
+        const std::string& table, std::vector<cdc::oid>& types)>;
 
     hub(boost::asio::any_io_executor executor, cdc::type_catalog& types, metrics& m,
         snapshot_pool& snapshots, describe_fn describe, hub_limits limits);
@@ -71,8 +71,9 @@ public:
     };
     void subscribe(subscribe_request request);
     void unsubscribe(std::uint64_t connection, const std::string& id);
-    void listen(std::weak_ptr<client> to, std::uint64_t connection, std::shared_ptr<const std::string> id,
-                const std::string& channel, std::shared_ptr<const nlohmann::json> claims);
+    void listen(std::weak_ptr<client> to, std::uint64_t connection,
+                std::shared_ptr<const std::string> id, const std::string& channel,
+                std::shared_ptr<const nlohmann::json> claims);
     void unlisten(std::uint64_t connection, const std::string& id);
     void disconnect(std::uint64_t connection);
     // New claims for a connection (a fresh token): every subscription is planned again with them.
@@ -108,10 +109,11 @@ private:
     std::optional<protocol::error_code> plan(subscription& s, std::string& message);
     void start_snapshot(subscription& s);
     void try_go_live(subscription& s);
-    void drop(std::uint64_t key, std::optional<protocol::error_code> code, const std::string& message);
+    void drop(std::uint64_t key, std::optional<protocol::error_code> code,
+              const std::string& message);
     void send(const std::weak_ptr<client>& to, frame f);
-    void send_error(const std::weak_ptr<client>& to, protocol::error_code code, const std::string& message,
-                    const std::string& id);
+    void send_error(const std::weak_ptr<client>& to, protocol::error_code code,
+                    const std::string& message, const std::string& id);
     void flush();
     table_state* table_for(const std::string& name);
     std::uint64_t key_of(std::uint64_t connection, const std::string& id) const;
@@ -127,9 +129,11 @@ private:
 
     std::uint64_t next_key_ = 1;
     std::unordered_map<std::uint64_t, std::unique_ptr<subscription>> subs_;
-    std::unordered_map<std::uint64_t, std::unordered_map<std::string, std::uint64_t>> by_connection_;
+    std::unordered_map<std::uint64_t, std::unordered_map<std::string, std::uint64_t>>
+        by_connection_;
     std::unordered_map<std::string, std::unique_ptr<table_state>> tables_;
-    std::unordered_map<std::string, std::vector<std::unique_ptr<listener_entry>>> listeners_; // by channel
+    std::unordered_map<std::string, std::vector<std::unique_ptr<listener_entry>>>
+        listeners_; // by channel
 
     // Frames of the current transaction, per client, sent at commit (one post per client).
     struct pending {

@@ -1,17 +1,17 @@
 #include "push/jwt_verifier.hpp"
 
-#include <jwt.h>
+#include <array>
+#include <cstdlib>
+#include <memory>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
-
-#include <array>
-#include <cstdlib>
-#include <memory>
 #include <vector>
+
+#include <jwt.h>
 
 namespace pgpush::push {
 
@@ -22,7 +22,8 @@ std::optional<std::string> base64url_decode(std::string_view in) {
         std::array<int, 256> t{};
         t.fill(-1);
         const char* chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(chars[i])] = i;
+        for (int i = 0; i < 64; ++i)
+            t[static_cast<unsigned char>(chars[i])] = i;
         return t;
     }();
     std::string out;
@@ -66,7 +67,8 @@ struct bn_deleter {
 
 std::string pem_of(EVP_PKEY* key) {
     std::unique_ptr<BIO, bio_deleter> bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1) throw jwt_config_error("cannot write a PEM key");
+    if (!bio || PEM_write_bio_PUBKEY(bio.get(), key) != 1)
+        throw jwt_config_error("cannot write a PEM key");
     char* data = nullptr;
     long n = BIO_get_mem_data(bio.get(), &data);
     return std::string(data, static_cast<std::size_t>(n));
@@ -78,11 +80,14 @@ std::string field(const nlohmann::json& jwk, const char* name) {
         throw jwt_config_error(std::string("JWK without \"") + name + "\"");
     }
     auto raw = base64url_decode(it->get<std::string>());
-    if (!raw || raw->empty()) throw jwt_config_error(std::string("JWK \"") + name + "\" is not base64url");
+    if (!raw || raw->empty())
+        throw jwt_config_error(std::string("JWK \"") + name + "\" is not base64url");
     return *raw;
 }
 
-bool is_hmac(jwt_alg_t a) { return a == JWT_ALG_HS256 || a == JWT_ALG_HS384 || a == JWT_ALG_HS512; }
+bool is_hmac(jwt_alg_t a) {
+    return a == JWT_ALG_HS256 || a == JWT_ALG_HS384 || a == JWT_ALG_HS512;
+}
 
 bool contains_audience(const nlohmann::json& aud, const std::string& want) {
     if (aud.is_string()) return aud.get<std::string>() == want;
@@ -104,25 +109,31 @@ std::string jwk_to_pem(const nlohmann::json& jwk) {
     std::string point;
     if (kty == "RSA") {
         auto nb = field(jwk, "n"), eb = field(jwk, "e");
-        n.reset(BN_bin2bn(reinterpret_cast<const unsigned char*>(nb.data()), static_cast<int>(nb.size()), nullptr));
-        e.reset(BN_bin2bn(reinterpret_cast<const unsigned char*>(eb.data()), static_cast<int>(eb.size()), nullptr));
+        n.reset(BN_bin2bn(reinterpret_cast<const unsigned char*>(nb.data()),
+                          static_cast<int>(nb.size()), nullptr));
+        e.reset(BN_bin2bn(reinterpret_cast<const unsigned char*>(eb.data()),
+                          static_cast<int>(eb.size()), nullptr));
         OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get());
         OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get());
         type = "RSA";
     } else if (kty == "EC") {
         const std::string crv = jwk.value("crv", "");
-        const char* group = crv == "P-256" ? "prime256v1" : crv == "P-384" ? "secp384r1"
-                          : crv == "P-521" ? "secp521r1" : nullptr;
+        const char* group = crv == "P-256"   ? "prime256v1"
+                            : crv == "P-384" ? "secp384r1"
+                            : crv == "P-521" ? "secp521r1"
+                                             : nullptr;
         if (group == nullptr) throw jwt_config_error("unsupported EC curve \"" + crv + "\"");
         point = "\x04" + field(jwk, "x") + field(jwk, "y");
         OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-        OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
+        OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                         point.size());
         type = "EC";
     } else {
         throw jwt_config_error("unsupported JWK kty \"" + kty + "\" (RSA and EC are)");
     }
     std::unique_ptr<OSSL_PARAM, params_deleter> params(OSSL_PARAM_BLD_to_param(bld.get()));
-    std::unique_ptr<EVP_PKEY_CTX, ctx_deleter> ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+    std::unique_ptr<EVP_PKEY_CTX, ctx_deleter> ctx(
+        EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
     EVP_PKEY* raw = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
@@ -141,7 +152,8 @@ jwt_verifier::jwt_verifier(jwt_config config) : config_(std::move(config)) {
     alg_ = alg;
     if (is_hmac(alg)) {
         if (config_.secret.size() < 32) {
-            throw jwt_config_error(config_.algorithm + " needs a secret of at least 32 bytes (--jwt-secret)");
+            throw jwt_config_error(config_.algorithm +
+                                   " needs a secret of at least 32 bytes (--jwt-secret)");
         }
         keys_[""] = config_.secret;
         return;
@@ -159,7 +171,8 @@ jwt_verifier::jwt_verifier(jwt_config config) : config_(std::move(config)) {
         }
         if (keys_.empty()) throw jwt_config_error("the JWKS file has no signing keys");
     } else {
-        throw jwt_config_error(config_.algorithm + " needs a public key (--jwt-public-key or --jwt-jwks)");
+        throw jwt_config_error(config_.algorithm +
+                               " needs a public key (--jwt-public-key or --jwt-jwks)");
     }
 }
 
@@ -199,12 +212,14 @@ jwt_verifier::result jwt_verifier::verify(std::string_view token, std::int64_t n
         return refuse("invalid signature");
     }
     std::unique_ptr<jwt_t, jwt_deleter> jwt(raw);
-    if (jwt_get_alg(jwt.get()) != static_cast<jwt_alg_t>(alg_)) return refuse("token algorithm mismatch");
+    if (jwt_get_alg(jwt.get()) != static_cast<jwt_alg_t>(alg_))
+        return refuse("token algorithm mismatch");
     char* grants = jwt_get_grants_json(jwt.get(), nullptr);
     if (grants == nullptr) return refuse("token has no claims");
     auto claims = nlohmann::json::parse(grants, nullptr, false);
     std::free(grants);
-    if (claims.is_discarded() || !claims.is_object()) return refuse("token claims are not a JSON object");
+    if (claims.is_discarded() || !claims.is_object())
+        return refuse("token claims are not a JSON object");
 
     const std::int64_t leeway = config_.leeway.count();
     if (auto it = claims.find("exp"); it != claims.end()) {

@@ -38,7 +38,7 @@ public:
 
     struct result {
         bool ok = false;
-        std::string error;   // why not, for the client (never echoes the token)
+        std::string error; // why not, for the client (never echoes the token)
         nlohmann::json claims;
         std::optional<std::int64_t> expires_at; // `exp`, seconds since the Unix epoch
     };
@@ -49,7 +49,7 @@ public:
 
 private:
     jwt_config config_;
-    int alg_ = 0;                           // jwt_alg_t
+    int alg_ = 0;                             // jwt_alg_t
     std::map<std::string, std::string> keys_; // kid -> key (PEM or secret); "" for the only key
 };
 

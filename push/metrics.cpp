@@ -19,37 +19,54 @@ void metrics::count_table_change(const std::string& table) {
 std::string metrics::prometheus() const {
     std::string out;
     auto metric = [&](const char* name, const char* type, const char* help, auto value) {
-        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+        out +=
+            fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
     };
     metric("pgpush_connections", "gauge", "Open WebSocket connections.", connections.load());
-    metric("pgpush_connections_total", "counter", "WebSocket connections accepted.", connections_total.load());
+    metric("pgpush_connections_total", "counter", "WebSocket connections accepted.",
+           connections_total.load());
     metric("pgpush_subscriptions", "gauge", "Active subscriptions.", subscriptions.load());
     metric("pgpush_listens", "gauge", "Active NOTIFY listens.", listens.load());
-    metric("pgpush_changes_total", "counter", "Row changes decoded from the replication stream.", changes_in.load());
+    metric("pgpush_changes_total", "counter", "Row changes decoded from the replication stream.",
+           changes_in.load());
     metric("pgpush_transactions_total", "counter", "Transactions decoded.", transactions_in.load());
-    metric("pgpush_events_total", "counter", "Change events queued to subscribers.", events_out.load());
-    metric("pgpush_messages_sent_total", "counter", "WebSocket messages written.", frames_out.load());
-    metric("pgpush_bytes_sent_total", "counter", "Bytes of WebSocket messages written.", bytes_out.load());
-    metric("pgpush_notifications_total", "counter", "NOTIFY payloads received.", notifications_in.load());
-    metric("pgpush_notifications_sent_total", "counter", "NOTIFY payloads delivered.", notifications_out.load());
+    metric("pgpush_events_total", "counter", "Change events queued to subscribers.",
+           events_out.load());
+    metric("pgpush_messages_sent_total", "counter", "WebSocket messages written.",
+           frames_out.load());
+    metric("pgpush_bytes_sent_total", "counter", "Bytes of WebSocket messages written.",
+           bytes_out.load());
+    metric("pgpush_notifications_total", "counter", "NOTIFY payloads received.",
+           notifications_in.load());
+    metric("pgpush_notifications_sent_total", "counter", "NOTIFY payloads delivered.",
+           notifications_out.load());
     metric("pgpush_queue_bytes", "gauge", "Bytes waiting in send queues.", queued_bytes.load());
     metric("pgpush_slow_consumer_disconnects_total", "counter",
-           "Connections closed because their send queue exceeded its budget.", slow_consumer_disconnects.load());
+           "Connections closed because their send queue exceeded its budget.",
+           slow_consumer_disconnects.load());
     metric("pgpush_auth_failures_total", "counter", "Tokens refused.", auth_failures.load());
     metric("pgpush_snapshots_total", "counter", "Initial snapshots taken.", snapshots.load());
-    metric("pgpush_snapshot_rows_total", "counter", "Rows sent in snapshots.", snapshot_rows.load());
+    metric("pgpush_snapshot_rows_total", "counter", "Rows sent in snapshots.",
+           snapshot_rows.load());
     metric("pgpush_snapshot_retries_total", "counter",
-           "Snapshots retaken because a transaction was between commit and visibility.", snapshot_retries.load());
+           "Snapshots retaken because a transaction was between commit and visibility.",
+           snapshot_retries.load());
     metric("pgpush_snapshots_running", "gauge", "Snapshots in progress.", snapshots_running.load());
-    metric("pgpush_database_up", "gauge", "1 when the last database probe succeeded.", db_up.load() ? 1 : 0);
+    metric("pgpush_database_up", "gauge", "1 when the last database probe succeeded.",
+           db_up.load() ? 1 : 0);
     metric("pgpush_replication_connected", "gauge", "1 while the replication stream is connected.",
            stream_connected.load() ? 1 : 0);
-    metric("pgpush_replication_reconnects_total", "counter", "Replication stream reconnects.", stream_reconnects.load());
-    metric("pgpush_replication_slot_ok", "gauge", "1 when the slot exists and is not invalidated.", slot_ok.load() ? 1 : 0);
-    const auto server = server_lsn.load(), received = received_lsn.load(), confirmed = slot_confirmed_lsn.load();
-    metric("pgpush_replication_lag_bytes", "gauge", "WAL written by the server and not yet received.",
+    metric("pgpush_replication_reconnects_total", "counter", "Replication stream reconnects.",
+           stream_reconnects.load());
+    metric("pgpush_replication_slot_ok", "gauge", "1 when the slot exists and is not invalidated.",
+           slot_ok.load() ? 1 : 0);
+    const auto server = server_lsn.load(), received = received_lsn.load(),
+               confirmed = slot_confirmed_lsn.load();
+    metric("pgpush_replication_lag_bytes", "gauge",
+           "WAL written by the server and not yet received.",
            server > received ? server - received : 0);
-    metric("pgpush_slot_retained_wal_bytes", "gauge", "WAL the slot keeps (server position - confirmed).",
+    metric("pgpush_slot_retained_wal_bytes", "gauge",
+           "WAL the slot keeps (server position - confirmed).",
            server > confirmed ? server - confirmed : 0);
     const auto last = last_commit_time_us.load();
     double lag_seconds = 0;
@@ -60,11 +77,15 @@ std::string metrics::prometheus() const {
         lag_seconds = static_cast<double>(now - last) / 1e6;
     }
     metric("pgpush_replication_lag_seconds", "gauge",
-           "Age of the last transaction handled, while there is WAL not yet received.", lag_seconds);
+           "Age of the last transaction handled, while there is WAL not yet received.",
+           lag_seconds);
     std::lock_guard lock(mu_);
-    out += "# HELP pgpush_errors_total Errors sent to clients, by code.\n# TYPE pgpush_errors_total counter\n";
-    for (const auto& [code, n] : errors_) out += fmt::format("pgpush_errors_total{{code=\"{}\"}} {}\n", code, n);
-    out += "# HELP pgpush_table_changes_total Row changes by table.\n# TYPE pgpush_table_changes_total counter\n";
+    out += "# HELP pgpush_errors_total Errors sent to clients, by code.\n# TYPE "
+           "pgpush_errors_total counter\n";
+    for (const auto& [code, n] : errors_)
+        out += fmt::format("pgpush_errors_total{{code=\"{}\"}} {}\n", code, n);
+    out += "# HELP pgpush_table_changes_total Row changes by table.\n# TYPE "
+           "pgpush_table_changes_total counter\n";
     for (const auto& [t, n] : table_changes_) {
         out += fmt::format("pgpush_table_changes_total{{table=\"{}\"}} {}\n", t, n);
     }

@@ -12,18 +12,18 @@
 namespace pgpush::push {
 
 struct metrics {
-    std::atomic<std::int64_t> connections{0};       // open WebSocket connections
+    std::atomic<std::int64_t> connections{0}; // open WebSocket connections
     std::atomic<std::uint64_t> connections_total{0};
-    std::atomic<std::int64_t> subscriptions{0};     // active subscriptions
+    std::atomic<std::int64_t> subscriptions{0}; // active subscriptions
     std::atomic<std::int64_t> listens{0};
-    std::atomic<std::uint64_t> changes_in{0};       // row changes decoded
+    std::atomic<std::uint64_t> changes_in{0}; // row changes decoded
     std::atomic<std::uint64_t> transactions_in{0};
-    std::atomic<std::uint64_t> events_out{0};       // change events queued to clients
-    std::atomic<std::uint64_t> frames_out{0};       // WebSocket messages written
+    std::atomic<std::uint64_t> events_out{0}; // change events queued to clients
+    std::atomic<std::uint64_t> frames_out{0}; // WebSocket messages written
     std::atomic<std::uint64_t> bytes_out{0};
     std::atomic<std::uint64_t> notifications_in{0};
     std::atomic<std::uint64_t> notifications_out{0};
-    std::atomic<std::int64_t> queued_bytes{0};      // in all send queues
+    std::atomic<std::int64_t> queued_bytes{0}; // in all send queues
     std::atomic<std::uint64_t> slow_consumer_disconnects{0};
     std::atomic<std::uint64_t> auth_failures{0};
     std::atomic<std::uint64_t> snapshots{0};
@@ -36,12 +36,12 @@ struct metrics {
     std::atomic<std::uint64_t> stream_reconnects{0};
     std::atomic<std::uint64_t> received_lsn{0};
     std::atomic<std::uint64_t> flushed_lsn{0};
-    std::atomic<std::uint64_t> server_lsn{0};       // pg_current_wal_lsn() at the last probe
+    std::atomic<std::uint64_t> server_lsn{0}; // pg_current_wal_lsn() at the last probe
     std::atomic<std::uint64_t> slot_confirmed_lsn{0};
     std::atomic<std::int64_t> last_commit_time_us{0}; // of the last transaction handled (Unix)
     std::atomic<bool> slot_ok{false};
 
-    void count_error(const std::string& code);      // errors sent to clients, by code
+    void count_error(const std::string& code); // errors sent to clients, by code
     void count_table_change(const std::string& table);
 
     std::string prometheus() const;

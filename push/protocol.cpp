@@ -65,14 +65,18 @@ std::optional<std::string> id_of(const json& m) {
 }
 
 std::variant<std::string, parse_error> string_field(const json& m, const char* name,
-                                                    std::size_t max, const std::optional<std::string>& id) {
+                                                    std::size_t max,
+                                                    const std::optional<std::string>& id) {
     auto it = m.find(name);
-    if (it == m.end()) return fail(error_code::bad_message, std::string("missing \"") + name + "\"", id);
-    if (!it->is_string()) return fail(error_code::bad_message, std::string("\"") + name + "\" must be a string", id);
+    if (it == m.end())
+        return fail(error_code::bad_message, std::string("missing \"") + name + "\"", id);
+    if (!it->is_string())
+        return fail(error_code::bad_message, std::string("\"") + name + "\" must be a string", id);
     const auto& s = it->get_ref<const std::string&>();
     if (s.size() > max) {
-        return fail(error_code::bad_message,
-                    std::string("\"") + name + "\" is longer than " + std::to_string(max) + " bytes", id);
+        return fail(
+            error_code::bad_message,
+            std::string("\"") + name + "\" is longer than " + std::to_string(max) + " bytes", id);
     }
     return s;
 }
@@ -89,11 +93,12 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
     }
     const std::string& type = type_it->get_ref<const std::string&>();
     const auto id = id_of(m);
-    const bool needs_id = type == "subscribe" || type == "unsubscribe" || type == "listen" || type == "unlisten";
+    const bool needs_id =
+        type == "subscribe" || type == "unsubscribe" || type == "listen" || type == "unlisten";
     if (needs_id && !id) {
-        return fail(error_code::bad_message,
-                    "\"id\" must be a non-empty string of at most " + std::to_string(max_id_bytes) +
-                        " bytes, or an integer");
+        return fail(error_code::bad_message, "\"id\" must be a non-empty string of at most " +
+                                                 std::to_string(max_id_bytes) +
+                                                 " bytes, or an integer");
     }
     if (type == "auth") {
         auto token = string_field(m, "token", 16 * 1024, id);
@@ -107,23 +112,28 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
         if (auto* e = std::get_if<parse_error>(&q)) return *e;
         s.query = std::get<std::string>(q);
         if (auto it = m.find("params"); it != m.end()) {
-            if (!it->is_array()) return fail(error_code::bad_message, "\"params\" must be an array", id);
+            if (!it->is_array())
+                return fail(error_code::bad_message, "\"params\" must be an array", id);
             if (it->size() > max_params) {
-                return fail(error_code::bad_message, "at most " + std::to_string(max_params) + " params", id);
+                return fail(error_code::bad_message,
+                            "at most " + std::to_string(max_params) + " params", id);
             }
             for (const auto& p : *it) {
                 if (!(p.is_null() || p.is_string() || p.is_number() || p.is_boolean())) {
-                    return fail(error_code::bad_message, "params must be strings, numbers, booleans or null", id);
+                    return fail(error_code::bad_message,
+                                "params must be strings, numbers, booleans or null", id);
                 }
                 s.params.push_back(p);
             }
         }
         if (auto it = m.find("snapshot"); it != m.end()) {
-            if (!it->is_boolean()) return fail(error_code::bad_message, "\"snapshot\" must be true or false", id);
+            if (!it->is_boolean())
+                return fail(error_code::bad_message, "\"snapshot\" must be true or false", id);
             s.snapshot = it->get<bool>();
         }
         if (auto it = m.find("after"); it != m.end() && !it->is_null()) {
-            if (!it->is_string()) return fail(error_code::bad_message, "\"after\" must be a position string", id);
+            if (!it->is_string())
+                return fail(error_code::bad_message, "\"after\" must be a position string", id);
             s.after = it->get<std::string>();
         }
         return s;
@@ -132,7 +142,8 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
     if (type == "listen") {
         auto ch = string_field(m, "channel", 63, id);
         if (auto* e = std::get_if<parse_error>(&ch)) return *e;
-        if (std::get<std::string>(ch).empty()) return fail(error_code::bad_message, "\"channel\" is empty", id);
+        if (std::get<std::string>(ch).empty())
+            return fail(error_code::bad_message, "\"channel\" is empty", id);
         return listen{*id, std::get<std::string>(ch)};
     }
     if (type == "unlisten") return unlisten{*id};

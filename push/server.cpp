@@ -1,9 +1,8 @@
 #include "push/server.hpp"
 
-#include <sys/resource.h>
-
 #include <csignal>
 #include <cstdio>
+#include <sys/resource.h>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -38,7 +37,8 @@ std::optional<net::ip::tcp::endpoint> parse_endpoint(const std::string& text) {
     auto colon = text.rfind(':');
     if (colon == std::string::npos) return std::nullopt;
     std::string host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
     if (host.empty() || host == "*") host = "0.0.0.0";
     beast::error_code ec;
     auto addr = net::ip::make_address(host, ec);
@@ -64,13 +64,16 @@ std::string sql_table(const std::string& qualified) {
 // result from one changing within it).
 void prepare_tables(const serve_config& c, const rules::rule_set& rules) {
     std::vector<std::string> names;
-    for (const auto& [name, rule] : rules.tables()) names.push_back(name);
+    for (const auto& [name, rule] : rules.tables())
+        names.push_back(name);
     auto tables = cdc::describe_tables(c.db, names);
     std::vector<std::string> present;
-    for (const auto& t : tables) present.push_back(t.qualified());
+    for (const auto& t : tables)
+        present.push_back(t.qualified());
     for (const auto& n : names) {
         if (std::find(present.begin(), present.end(), n) == present.end()) {
-            spdlog::warn("rules name table {}, which does not exist: nothing can be subscribed to it", n);
+            spdlog::warn(
+                "rules name table {}, which does not exist: nothing can be subscribed to it", n);
         }
     }
     pqxx::connection conn(c.db);
@@ -80,27 +83,32 @@ void prepare_tables(const serve_config& c, const rules::rule_set& rules) {
             if (t.replica_identity == 'f') continue;
             try {
                 tx.exec("ALTER TABLE " + sql_table(t.qualified()) + " REPLICA IDENTITY FULL");
-                spdlog::info("set REPLICA IDENTITY FULL on {} (updates and deletes now carry the old row; "
-                             "--no-replica-identity-full to leave tables alone)",
-                             t.qualified());
+                spdlog::info(
+                    "set REPLICA IDENTITY FULL on {} (updates and deletes now carry the old row; "
+                    "--no-replica-identity-full to leave tables alone)",
+                    t.qualified());
             } catch (const std::exception& e) {
-                spdlog::warn("cannot set REPLICA IDENTITY FULL on {} ({}): rows leaving a subscription's "
-                             "result will not be sent as deletes",
-                             t.qualified(), e.what());
+                spdlog::warn(
+                    "cannot set REPLICA IDENTITY FULL on {} ({}): rows leaving a subscription's "
+                    "result will not be sent as deletes",
+                    t.qualified(), e.what());
             }
         }
     }
     if (c.manage_publication) {
         std::string list;
-        for (const auto& t : present) list += (list.empty() ? "" : ", ") + sql_table(t);
-        auto exists = tx.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", c.publication);
+        for (const auto& t : present)
+            list += (list.empty() ? "" : ", ") + sql_table(t);
+        auto exists =
+            tx.exec_params("SELECT 1 FROM pg_publication WHERE pubname = $1", c.publication);
         const std::string pub = cdc::pg::quote_identifier(c.publication);
         if (exists.empty()) {
             tx.exec("CREATE PUBLICATION " + pub + (list.empty() ? "" : " FOR TABLE " + list));
         } else if (!list.empty()) {
             tx.exec("ALTER PUBLICATION " + pub + " SET TABLE " + list);
         }
-        spdlog::info("publication {} covers {}", c.publication, list.empty() ? "no tables yet" : list);
+        spdlog::info("publication {} covers {}", c.publication,
+                     list.empty() ? "no tables yet" : list);
     }
 }
 
@@ -130,7 +138,8 @@ int serve(const serve_config& c) {
     rules_store store(c.rules_path);
     auto first = store.reload();
     if (!first.replaced) {
-        for (const auto& e : first.errors) std::fprintf(stderr, "%s\n", e.c_str());
+        for (const auto& e : first.errors)
+            std::fprintf(stderr, "%s\n", e.c_str());
         die("bad_rules", c.rules_path + " has " + std::to_string(first.errors.size()) +
                              " error(s); fix them (pgpush check " + c.rules_path + ")");
     }
@@ -140,9 +149,9 @@ int serve(const serve_config& c) {
     source.slot = c.slot;
     source.publication = c.publication;
     try {
-        cdc::preflight(c.db);                 // reachable, wal_level, privileges
-        prepare_tables(c, *store.current());  // the publication and REPLICA IDENTITY FULL
-        cdc::prepare_source(source);          // the publication exists; the slot is made
+        cdc::preflight(c.db);                // reachable, wal_level, privileges
+        prepare_tables(c, *store.current()); // the publication and REPLICA IDENTITY FULL
+        cdc::prepare_source(source);         // the publication exists; the slot is made
     } catch (const cdc::setup_error& e) {
         die(cdc::to_string(e.code()), e.what());
     } catch (const std::exception& e) {
@@ -154,19 +163,22 @@ int serve(const serve_config& c) {
     cdc::type_catalog types;
     cdc::catalog_loader loader(c.db);
     snapshot_pool snapshots(c.db, c.snapshot_workers, stats);
-    hub the_hub(cdc_io.get_executor(), types, stats, snapshots,
-                [&](const std::string& table, std::vector<cdc::oid>& out) -> std::optional<rules::table_schema> {
-                    auto described = cdc::describe_tables(c.db, {table});
-                    if (described.empty()) return std::nullopt;
-                    std::vector<cdc::oid> missing;
-                    for (const auto& col : described[0].columns) {
-                        out.push_back(col.type);
-                        for (auto m : types.missing(col.type)) missing.push_back(m);
-                    }
-                    if (!missing.empty()) loader.load(types, missing);
-                    return rules_schema(described[0], types);
-                },
-                c.hub);
+    hub the_hub(
+        cdc_io.get_executor(), types, stats, snapshots,
+        [&](const std::string& table,
+            std::vector<cdc::oid>& out) -> std::optional<rules::table_schema> {
+            auto described = cdc::describe_tables(c.db, {table});
+            if (described.empty()) return std::nullopt;
+            std::vector<cdc::oid> missing;
+            for (const auto& col : described[0].columns) {
+                out.push_back(col.type);
+                for (auto m : types.missing(col.type))
+                    missing.push_back(m);
+            }
+            if (!missing.empty()) loader.load(types, missing);
+            return rules_schema(described[0], types);
+        },
+        c.hub);
     the_hub.set_rules(store.current());
 
     cdc::stream_config sc;
@@ -174,21 +186,25 @@ int serve(const serve_config& c) {
     sc.slot = c.slot;
     sc.publications = {c.publication};
     sc.status_interval = c.status_interval;
-    cdc::replication_stream stream(cdc_io.get_executor(), sc, types, the_hub, [&](std::span<const cdc::oid> ids) {
-        try {
-            loader.load(types, ids);
-        } catch (const std::exception& e) {
-            throw cdc::pg::error(std::string("loading type info: ") + e.what());
-        }
-    });
+    cdc::replication_stream stream(
+        cdc_io.get_executor(), sc, types, the_hub, [&](std::span<const cdc::oid> ids) {
+            try {
+                loader.load(types, ids);
+            } catch (const std::exception& e) {
+                throw cdc::pg::error(std::string("loading type info: ") + e.what());
+            }
+        });
     the_hub.confirm = [&](cdc::lsn l) { stream.confirm(l); };
 
     cdc::notify_listener notifications(cdc_io.get_executor(), c.db,
-                                       {[&](const cdc::notification& n) { the_hub.on_notify(n); }, [] {
-                                            spdlog::warn("notify listener reconnected: notifications sent "
-                                                         "while it was down are lost");
+                                       {[&](const cdc::notification& n) { the_hub.on_notify(n); },
+                                        [] {
+                                            spdlog::warn(
+                                                "notify listener reconnected: notifications sent "
+                                                "while it was down are lost");
                                         }});
-    for (const auto& ch : the_hub.channels()) notifications.listen(ch);
+    for (const auto& ch : the_hub.channels())
+        notifications.listen(ch);
 
     rules_watcher watcher(cdc_io, store, [&](const reload_result& r) {
         if (!r.replaced) return;
@@ -198,7 +214,8 @@ int serve(const serve_config& c) {
             spdlog::error("updating the publication for the new rules failed: {}", e.what());
         }
         the_hub.set_rules(store.current());
-        for (const auto& ch : the_hub.channels()) notifications.listen(ch);
+        for (const auto& ch : the_hub.channels())
+            notifications.listen(ch);
     });
     watcher.start();
 
@@ -213,12 +230,13 @@ int serve(const serve_config& c) {
     session_context ctx{c.limits, stats, *jwt, the_hub};
     auto health = [&]() -> std::pair<bool, std::string> {
         const bool ok = stats.db_up && stats.stream_connected && stats.slot_ok;
-        nlohmann::json j = {{"status", ok ? "ok" : "degraded"},
-                            {"database", stats.db_up.load() ? "up" : "down"},
-                            {"replication", stats.stream_connected.load() ? "streaming" : "disconnected"},
-                            {"slot", {{"name", c.slot}, {"ok", stats.slot_ok.load()}}},
-                            {"connections", stats.connections.load()},
-                            {"subscriptions", stats.subscriptions.load()}};
+        nlohmann::json j = {
+            {"status", ok ? "ok" : "degraded"},
+            {"database", stats.db_up.load() ? "up" : "down"},
+            {"replication", stats.stream_connected.load() ? "streaming" : "disconnected"},
+            {"slot", {{"name", c.slot}, {"ok", stats.slot_ok.load()}}},
+            {"connections", stats.connections.load()},
+            {"subscriptions", stats.subscriptions.load()}};
         return {ok, j.dump()};
     };
     std::shared_ptr<listener> accept;
@@ -249,14 +267,16 @@ int serve(const serve_config& c) {
                 stats.db_up = true;
                 if (auto l = cdc::parse_lsn(r[0][0].as<std::string>())) stats.server_lsn = l->value;
                 if (!r[0][1].is_null()) {
-                    if (auto l = cdc::parse_lsn(r[0][1].as<std::string>())) stats.slot_confirmed_lsn = l->value;
+                    if (auto l = cdc::parse_lsn(r[0][1].as<std::string>()))
+                        stats.slot_confirmed_lsn = l->value;
                 }
                 stats.slot_ok = !r[0][2].is_null() && r[0][2].as<std::string>() != "lost";
             } catch (const std::exception&) {
                 stats.db_up = false;
                 conn.reset();
             }
-            for (int i = 0; i < 50 && !stopping; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            for (int i = 0; i < 50 && !stopping; ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     });
     std::function<void()> sample = [&] {
@@ -294,7 +314,8 @@ int serve(const serve_config& c) {
             }
             exit_code = 1;
         } else if (r.reason != cdc::stop_reason::requested) {
-            spdlog::error("replication stream stopped: {}: {}", cdc::to_string(r.reason), r.message);
+            spdlog::error("replication stream stopped: {}: {}", cdc::to_string(r.reason),
+                          r.message);
             exit_code = 1;
         }
         signals.cancel();
@@ -321,7 +342,8 @@ int serve(const serve_config& c) {
             t->async_wait([t, &io](beast::error_code) { io->stop(); });
         });
     }
-    for (auto& t : io_threads) t.join();
+    for (auto& t : io_threads)
+        t.join();
     spdlog::info("stopped");
     return exit_code;
 }

@@ -20,7 +20,7 @@ struct serve_config {
     std::size_t threads = 0; // I/O threads; 0: one per core
     std::string slot = "pgpush";
     std::string publication = "pgpush";
-    bool manage_publication = true;  // keep the publication's tables equal to the rules'
+    bool manage_publication = true;    // keep the publication's tables equal to the rules'
     bool replica_identity_full = true; // set REPLICA IDENTITY FULL on tables in the rules
     std::size_t snapshot_workers = 4;
     std::chrono::milliseconds status_interval{10'000};

@@ -44,7 +44,8 @@ void session_context::close_all(const std::string& reason) {
             if (auto s = w.lock()) live.push_back(std::move(s));
         }
     }
-    for (auto& s : live) s->shut_down(reason);
+    for (auto& s : live)
+        s->shut_down(reason);
 }
 
 // ---- ws_session ----
@@ -76,8 +77,10 @@ std::optional<std::string> token_param(std::string_view target) {
             std::string out;
             auto v = pair.substr(6);
             for (std::size_t i = 0; i < v.size(); ++i) {
-                if (v[i] == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 && hex_value(v[i + 2]) >= 0) {
-                    out.push_back(static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2])));
+                if (v[i] == '%' && i + 2 < v.size() && hex_value(v[i + 1]) >= 0 &&
+                    hex_value(v[i + 2]) >= 0) {
+                    out.push_back(
+                        static_cast<char>(hex_value(v[i + 1]) * 16 + hex_value(v[i + 2])));
                     i += 2;
                 } else {
                     out.push_back(v[i] == '+' ? ' ' : v[i]);
@@ -91,7 +94,9 @@ std::optional<std::string> token_param(std::string_view target) {
     return std::nullopt;
 }
 
-std::string path_of(std::string_view target) { return std::string(target.substr(0, target.find('?'))); }
+std::string path_of(std::string_view target) {
+    return std::string(target.substr(0, target.find('?')));
+}
 
 } // namespace
 
@@ -123,9 +128,8 @@ void ws_session::run(http::request<http::string_body> request) {
         [](websocket::response_type& res) { res.set(http::field::server, "pgpush"); }));
     ws_.read_message_max(ctx_.limits.max_message_bytes);
     auto token = token_param(request.target());
-    ws_.async_accept(request, [self = shared_from_this(), token = std::move(token)](beast::error_code ec) {
-        self->on_accept(ec, token);
-    });
+    ws_.async_accept(request, [self = shared_from_this(), token = std::move(token)](
+                                  beast::error_code ec) { self->on_accept(ec, token); });
 }
 
 void ws_session::on_accept(beast::error_code ec, std::optional<std::string> token) {
@@ -135,7 +139,8 @@ void ws_session::on_accept(beast::error_code ec, std::optional<std::string> toke
         authenticate(*token);
     } else {
         arm_timer(std::chrono::steady_clock::now() + ctx_.limits.auth_timeout,
-                  "no auth message within " + std::to_string(ctx_.limits.auth_timeout.count()) + " s");
+                  "no auth message within " + std::to_string(ctx_.limits.auth_timeout.count()) +
+                      " s");
     }
     read();
 }
@@ -167,7 +172,8 @@ bool ws_session::take_token() {
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - refilled_).count();
     refilled_ = now;
-    tokens_ = std::min(ctx_.limits.subscribe_burst, tokens_ + elapsed * ctx_.limits.subscribe_per_second);
+    tokens_ =
+        std::min(ctx_.limits.subscribe_burst, tokens_ + elapsed * ctx_.limits.subscribe_per_second);
     if (tokens_ < 1) return false;
     tokens_ -= 1;
     return true;
@@ -190,10 +196,13 @@ void ws_session::handle(std::string_view text) {
     }
     if (!claims_) {
         std::string id;
-        std::visit([&](const auto& m) {
-            if constexpr (requires { m.id; }) id = m.id;
-        }, message);
-        error(error_code::unauthenticated, "authenticate first: send {\"type\":\"auth\",\"token\":...}", id);
+        std::visit(
+            [&](const auto& m) {
+                if constexpr (requires { m.id; }) id = m.id;
+            },
+            message);
+        error(error_code::unauthenticated,
+              "authenticate first: send {\"type\":\"auth\",\"token\":...}", id);
         return;
     }
     hub& h = ctx_.the_hub;
@@ -201,15 +210,21 @@ void ws_session::handle(std::string_view text) {
     if (auto* s = std::get_if<protocol::subscribe>(&message)) {
         if (s->after) {
             error(error_code::resync_required,
-                  "resuming after a position is not available yet: subscribe without \"after\"", s->id);
+                  "resuming after a position is not available yet: subscribe without \"after\"",
+                  s->id);
             return;
         }
         if (!take_token()) {
             error(error_code::rate_limited, "too many subscribe requests: slow down", s->id);
             return;
         }
-        hub::subscribe_request r{self, id_, std::make_shared<const std::string>(s->id), std::move(s->query),
-                                 std::move(s->params), s->snapshot, claims_};
+        hub::subscribe_request r{self,
+                                 id_,
+                                 std::make_shared<const std::string>(s->id),
+                                 std::move(s->query),
+                                 std::move(s->params),
+                                 s->snapshot,
+                                 claims_};
         net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
     } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {
         net::post(h.executor(), [&h, conn = id_, id = u->id] { h.unsubscribe(conn, id); });
@@ -218,8 +233,10 @@ void ws_session::handle(std::string_view text) {
             error(error_code::rate_limited, "too many listen requests: slow down", l->id);
             return;
         }
-        net::post(h.executor(), [&h, self, conn = id_, id = std::make_shared<const std::string>(l->id),
-                                 channel = l->channel, claims = claims_] { h.listen(self, conn, id, channel, claims); });
+        net::post(h.executor(),
+                  [&h, self, conn = id_, id = std::make_shared<const std::string>(l->id),
+                   channel = l->channel,
+                   claims = claims_] { h.listen(self, conn, id, channel, claims); });
     } else if (auto* ul = std::get_if<protocol::unlisten>(&message)) {
         net::post(h.executor(), [&h, conn = id_, id = ul->id] { h.unlisten(conn, id); });
     }
@@ -231,7 +248,8 @@ void ws_session::authenticate(std::string_view token) {
         ++ctx_.stats.auth_failures;
         error(error_code::unauthenticated, r.error);
         if (!claims_ && !timer_) {
-            arm_timer(std::chrono::steady_clock::now() + ctx_.limits.auth_timeout, "not authenticated");
+            arm_timer(std::chrono::steady_clock::now() + ctx_.limits.auth_timeout,
+                      "not authenticated");
         }
         return;
     }
@@ -241,13 +259,15 @@ void ws_session::authenticate(std::string_view token) {
     }
     const bool first = !claims_;
     if (!first && user != user_) {
-        error(error_code::forbidden, "a connection belongs to one user: the new token is for another");
+        error(error_code::forbidden,
+              "a connection belongs to one user: the new token is for another");
         return;
     }
     if (first) {
         if (!ctx_.admit_user(user)) {
             error(error_code::too_many_connections,
-                  "at most " + std::to_string(ctx_.limits.max_connections_per_user) + " connections per user");
+                  "at most " + std::to_string(ctx_.limits.max_connections_per_user) +
+                      " connections per user");
             close(websocket::close_code::policy_error, "too many connections for this user");
             return;
         }
@@ -257,13 +277,15 @@ void ws_session::authenticate(std::string_view token) {
     claims_ = std::make_shared<const nlohmann::json>(std::move(r.claims));
     if (r.expires_at) {
         auto in = std::chrono::seconds(*r.expires_at - unix_now());
-        arm_timer(std::chrono::steady_clock::now() + std::max(in, std::chrono::seconds(0)), "token expired");
+        arm_timer(std::chrono::steady_clock::now() + std::max(in, std::chrono::seconds(0)),
+                  "token expired");
     } else if (timer_) {
         timer_->cancel();
     }
     if (!first) {
         hub& h = ctx_.the_hub;
-        net::post(h.executor(), [&h, conn = id_, claims = claims_] { h.reauthenticate(conn, claims); });
+        net::post(h.executor(),
+                  [&h, conn = id_, claims = claims_] { h.reauthenticate(conn, claims); });
     }
     reply(protocol::authenticated(*claims_));
 }
@@ -280,7 +302,9 @@ void ws_session::arm_timer(std::chrono::steady_clock::time_point when, std::stri
     });
 }
 
-void ws_session::reply(std::string text) { enqueue(frame::of(std::move(text))); }
+void ws_session::reply(std::string text) {
+    enqueue(frame::of(std::move(text)));
+}
 
 void ws_session::error(error_code code, std::string_view message, std::string_view id) {
     ctx_.stats.count_error(std::string(protocol::to_string(code)));
@@ -288,9 +312,11 @@ void ws_session::error(error_code code, std::string_view message, std::string_vi
 }
 
 void ws_session::deliver(std::vector<frame> frames) {
-    net::post(ws_.get_executor(), [self = shared_from_this(), frames = std::move(frames)]() mutable {
-        for (auto& f : frames) self->enqueue(std::move(f));
-    });
+    net::post(ws_.get_executor(),
+              [self = shared_from_this(), frames = std::move(frames)]() mutable {
+                  for (auto& f : frames)
+                      self->enqueue(std::move(f));
+              });
 }
 
 void ws_session::enqueue(frame f) {
@@ -310,7 +336,8 @@ void ws_session::enqueue(frame f) {
             // The write in flight may never finish: drop the connection under it.
             closing_ = true;
             beast::error_code ignored;
-            beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+            beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both,
+                                                           ignored);
             beast::get_lowest_layer(ws_).close();
         } else {
             close(websocket::close_code::policy_error, "slow consumer: send queue over budget");
@@ -368,7 +395,8 @@ void ws_session::on_write(beast::error_code ec, std::size_t bytes) {
     } else if (closing_) {
         // A close was requested while writing: the socket is dropped now.
         beast::error_code ignored;
-        beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+        beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both,
+                                                       ignored);
         beast::get_lowest_layer(ws_).close();
     }
 }
@@ -378,7 +406,8 @@ void ws_session::close(websocket::close_code code, std::string reason) {
     closing_ = true;
     if (timer_) timer_->cancel();
     if (writing_) return; // on_write drops the socket
-    ws_.async_close(websocket::close_reason(code, reason), [self = shared_from_this()](beast::error_code) {});
+    ws_.async_close(websocket::close_reason(code, reason),
+                    [self = shared_from_this()](beast::error_code) {});
 }
 
 void ws_session::shut_down(std::string reason) {
@@ -401,14 +430,17 @@ void ws_session::shut_down(std::string reason) {
 http_session::http_session(net::ip::tcp::socket&& socket, session_context& ctx, health_fn health)
     : stream_(std::move(socket)), ctx_(ctx), health_(std::move(health)) {}
 
-void http_session::run() { read(); }
+void http_session::run() {
+    read();
+}
 
 void http_session::read() {
     parser_.emplace();
     parser_->body_limit(8 * 1024);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&http_session::on_read, shared_from_this()));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&http_session::on_read, shared_from_this()));
 }
 
 void http_session::on_read(beast::error_code ec, std::size_t) {
@@ -440,8 +472,9 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     response_.set(http::field::server, "pgpush");
     response_.keep_alive(req.keep_alive());
     response_.prepare_payload();
-    http::async_write(stream_, response_,
-                      beast::bind_front_handler(&http_session::on_write, shared_from_this(), req.keep_alive()));
+    http::async_write(
+        stream_, response_,
+        beast::bind_front_handler(&http_session::on_write, shared_from_this(), req.keep_alive()));
 }
 
 void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
@@ -457,7 +490,8 @@ void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) 
 // ---- listener ----
 
 listener::listener(net::io_context& accept_on, std::vector<net::io_context*> workers,
-                   net::ip::tcp::endpoint endpoint, session_context& ctx, http_session::health_fn health)
+                   net::ip::tcp::endpoint endpoint, session_context& ctx,
+                   http_session::health_fn health)
     : acceptor_(accept_on), workers_(std::move(workers)), ctx_(ctx), health_(std::move(health)) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
@@ -465,7 +499,9 @@ listener::listener(net::io_context& accept_on, std::vector<net::io_context*> wor
     acceptor_.listen(net::socket_base::max_listen_connections);
 }
 
-void listener::run() { accept(); }
+void listener::run() {
+    accept();
+}
 
 void listener::stop() {
     beast::error_code ignored;
@@ -474,16 +510,17 @@ void listener::stop() {
 
 void listener::accept() {
     auto& io = *workers_[next_++ % workers_.size()];
-    acceptor_.async_accept(io, [self = shared_from_this()](beast::error_code ec, net::ip::tcp::socket socket) {
-        if (ec == net::error::operation_aborted) return;
-        if (!ec) {
-            socket.set_option(net::ip::tcp::no_delay(true), ec);
-            std::make_shared<http_session>(std::move(socket), self->ctx_, self->health_)->run();
-        } else if (ec == net::error::no_descriptors) {
-            spdlog::warn("accept: out of file descriptors (raise ulimit -n)");
-        }
-        self->accept();
-    });
+    acceptor_.async_accept(
+        io, [self = shared_from_this()](beast::error_code ec, net::ip::tcp::socket socket) {
+            if (ec == net::error::operation_aborted) return;
+            if (!ec) {
+                socket.set_option(net::ip::tcp::no_delay(true), ec);
+                std::make_shared<http_session>(std::move(socket), self->ctx_, self->health_)->run();
+            } else if (ec == net::error::no_descriptors) {
+                spdlog::warn("accept: out of file descriptors (raise ulimit -n)");
+            }
+            self->accept();
+        });
 }
 
 } // namespace pgpush::push

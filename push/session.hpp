@@ -112,8 +112,8 @@ private:
     std::deque<frame> queue_;
     std::array<net::const_buffer, 3> out_;
     bool writing_ = false;
-    bool closing_ = false;      // a close is under way or done
-    bool close_after_ = false;  // close once the queue is written
+    bool closing_ = false;     // a close is under way or done
+    bool close_after_ = false; // close once the queue is written
     std::string close_reason_;
     flow_gate flow_;
     std::shared_ptr<const nlohmann::json> claims_;

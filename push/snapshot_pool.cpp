@@ -39,7 +39,8 @@ std::optional<snapshot_meta> parse_snapshot(const std::string& text) {
         return ec == std::errc{} && end == s.data() + s.size();
     };
     std::string_view t(text);
-    if (!num(t.substr(0, a), m.xmin) || !num(t.substr(a + 1, b - a - 1), m.xmax)) return std::nullopt;
+    if (!num(t.substr(0, a), m.xmin) || !num(t.substr(a + 1, b - a - 1), m.xmax))
+        return std::nullopt;
     std::string_view rest = t.substr(b + 1);
     while (!rest.empty()) {
         auto comma = rest.find(',');
@@ -63,18 +64,22 @@ struct worker_state {
 
 snapshot_pool::snapshot_pool(std::string conninfo, std::size_t threads, metrics& m,
                              std::size_t chunk_rows, std::size_t window_bytes)
-    : conninfo_(std::move(conninfo)), metrics_(m), chunk_rows_(chunk_rows), window_bytes_(window_bytes) {
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i) threads_.emplace_back([this] { run(); });
+    : conninfo_(std::move(conninfo)), metrics_(m), chunk_rows_(chunk_rows),
+      window_bytes_(window_bytes) {
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i)
+        threads_.emplace_back([this] { run(); });
 }
 
 snapshot_pool::~snapshot_pool() {
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
-        for (auto& j : jobs_) *j.cancelled = true;
+        for (auto& j : jobs_)
+            *j.cancelled = true;
     }
     cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+        t.join();
 }
 
 void snapshot_pool::submit(snapshot_job job) {
@@ -102,11 +107,21 @@ void snapshot_pool::run() {
             r = take(job, w);
         } catch (const pqxx::broken_connection& e) {
             w.conn.reset();
-            r = {job.key, false, protocol::error_code::unavailable, "the database is unreachable; try again", {}, 0};
+            r = {job.key,
+                 false,
+                 protocol::error_code::unavailable,
+                 "the database is unreachable; try again",
+                 {},
+                 0};
         } catch (const std::exception& e) {
             w.conn.reset();
             spdlog::warn("snapshot for subscription {} failed: {}", job.key, e.what());
-            r = {job.key, false, protocol::error_code::unavailable, std::string("snapshot failed: ") + e.what(), {}, 0};
+            r = {job.key,
+                 false,
+                 protocol::error_code::unavailable,
+                 std::string("snapshot failed: ") + e.what(),
+                 {},
+                 0};
         }
         --metrics_.snapshots_running;
         if (job.done) job.done(std::move(r));
@@ -122,44 +137,52 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
         // the same JSON.
         pqxx::nontransaction(*w.conn).exec(
             "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601; "
-            "SET extra_float_digits = 3; SET bytea_output = hex; SET application_name = 'pgpush-snapshot'");
+            "SET extra_float_digits = 3; SET bytea_output = hex; SET application_name = "
+            "'pgpush-snapshot'");
         w.loader = std::make_unique<cdc::catalog_loader>(conninfo_);
     }
     if (job.rows) {
         std::vector<cdc::oid> missing;
         for (auto t : job.column_types) {
-            for (auto m : w.types.missing(t)) missing.push_back(m);
+            for (auto m : w.types.missing(t))
+                missing.push_back(m);
         }
         if (!missing.empty()) w.loader->load(w.types, missing);
         ++metrics_.snapshots;
         for (int attempt = 0;; ++attempt) {
             if (*job.cancelled) return r;
             pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*w.conn);
-            auto head = tx.exec1("SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text");
+            auto head =
+                tx.exec1("SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text");
             auto meta = parse_snapshot(head[0].as<std::string>());
             auto lsn = cdc::parse_lsn(head[1].as<std::string>());
-            if (!meta || !lsn) throw std::runtime_error("unreadable snapshot " + head[0].as<std::string>());
+            if (!meta || !lsn)
+                throw std::runtime_error("unreadable snapshot " + head[0].as<std::string>());
             meta->lsn = *lsn;
             meta->taken = true;
             // A transaction streamed before the subscription existed but still "in progress" to
             // this snapshot would reach the subscriber by neither path: take the snapshot again
             // (it finishes becoming visible within microseconds).
-            const bool racing = std::any_of(meta->xip.begin(), meta->xip.end(), [&](std::uint64_t x) {
-                return std::binary_search(job.recent_xids.begin(), job.recent_xids.end(),
-                                          static_cast<cdc::transaction_id>(x));
-            });
+            const bool racing =
+                std::any_of(meta->xip.begin(), meta->xip.end(), [&](std::uint64_t x) {
+                    return std::binary_search(job.recent_xids.begin(), job.recent_xids.end(),
+                                              static_cast<cdc::transaction_id>(x));
+                });
             if (racing) {
                 tx.abort();
                 ++metrics_.snapshot_retries;
-                if (attempt > 200) throw std::runtime_error("a transaction stayed between commit and visibility");
+                if (attempt > 200)
+                    throw std::runtime_error("a transaction stayed between commit and visibility");
                 std::this_thread::sleep_for(std::chrono::milliseconds(1));
                 continue;
             }
-            tx.exec_params("DECLARE pgpush_snapshot NO SCROLL CURSOR FOR " + job.sql,
-                           pqxx::prepare::make_dynamic_params(job.params.begin(), job.params.end()));
+            tx.exec_params(
+                "DECLARE pgpush_snapshot NO SCROLL CURSOR FOR " + job.sql,
+                pqxx::prepare::make_dynamic_params(job.params.begin(), job.params.end()));
             auto to = job.to.lock();
             while (to && !*job.cancelled) {
-                auto rows = tx.exec("FETCH " + std::to_string(chunk_rows_) + " FROM pgpush_snapshot");
+                auto rows =
+                    tx.exec("FETCH " + std::to_string(chunk_rows_) + " FROM pgpush_snapshot");
                 if (rows.empty()) break;
                 r.rows += rows.size();
                 if (r.rows > job.max_rows) {
@@ -175,7 +198,8 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
                     for (std::size_t c = 0; c < job.column_names.size(); ++c) {
                         if (c) msg.push_back(',');
                         cdc::json::append_key(msg, job.column_names[c]);
-                        const auto& f = rows[static_cast<pqxx::row::size_type>(i)][static_cast<pqxx::row::size_type>(c)];
+                        const auto& f = rows[static_cast<pqxx::row::size_type>(i)]
+                                            [static_cast<pqxx::row::size_type>(c)];
                         if (f.is_null()) {
                             msg += "null";
                         } else {
@@ -202,7 +226,7 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
     // After the snapshot, a marker in the WAL: when the stream reaches it, it has passed every
     // transaction the snapshot could contain.
     pqxx::nontransaction(*w.conn).exec_params("SELECT pg_logical_emit_message(false, 'pgpush', $1)",
-                                             "sync:" + std::to_string(job.key));
+                                              "sync:" + std::to_string(job.key));
     r.ok = true;
     return r;
 }

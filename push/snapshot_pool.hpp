@@ -59,8 +59,8 @@ struct snapshot_job {
     std::uint64_t key = 0;
     std::shared_ptr<const std::string> id;
     std::weak_ptr<client> to;
-    bool rows = true;           // false: subscribe without a snapshot (only the sync message)
-    std::string sql;            // SELECT ... (columns and filter rendered by rules/)
+    bool rows = true; // false: subscribe without a snapshot (only the sync message)
+    std::string sql;  // SELECT ... (columns and filter rendered by rules/)
     std::vector<std::string> params;
     std::vector<std::string> column_names;
     std::vector<cdc::oid> column_types;

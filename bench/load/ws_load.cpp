@@ -10,8 +10,6 @@
 //
 // Prints a table and the command line.
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -48,14 +47,17 @@ struct options {
 };
 
 std::int64_t now_us() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               clock_type::now().time_since_epoch())
+        .count();
 }
 
 // "2026-11-23T10:00:00.123456Z" -> microseconds since the Unix epoch.
 std::int64_t parse_rfc3339(std::string_view s) {
     auto num = [&](std::size_t at, std::size_t n) {
         std::int64_t v = 0;
-        for (std::size_t i = at; i < at + n; ++i) v = v * 10 + (s[i] - '0');
+        for (std::size_t i = at; i < at + n; ++i)
+            v = v * 10 + (s[i] - '0');
         return v;
     };
     if (s.size() < 27) return 0;
@@ -65,13 +67,15 @@ std::int64_t parse_rfc3339(std::string_view s) {
     const std::int64_t yoe = y - era * 400;
     const std::int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     const std::int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-    return ((days * 24 + num(11, 2)) * 60 + num(14, 2)) * 60'000'000 + num(17, 2) * 1'000'000 + num(20, 6);
+    return ((days * 24 + num(11, 2)) * 60 + num(14, 2)) * 60'000'000 + num(17, 2) * 1'000'000 +
+           num(20, 6);
 }
 
 std::string token_for(int i, int room, const std::string& secret) {
     jwt_t* j = nullptr;
     jwt_new(&j);
-    std::string claims = "{\"sub\":\"u" + std::to_string(i) + "\",\"rooms\":[" + std::to_string(room) + "]}";
+    std::string claims =
+        "{\"sub\":\"u" + std::to_string(i) + "\",\"rooms\":[" + std::to_string(room) + "]}";
     jwt_add_grants_json(j, claims.c_str());
     jwt_set_alg(j, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret.data()),
                 static_cast<int>(secret.size()));
@@ -105,10 +109,11 @@ public:
 
     void start(const net::ip::tcp::endpoint& ep, const std::string& token) {
         token_ = token;
-        beast::get_lowest_layer(ws_).async_connect(ep, [self = shared_from_this(), ep](beast::error_code ec) {
+        beast::get_lowest_layer(ws_).async_connect(ep, [self = shared_from_this(),
+                                                        ep](beast::error_code ec) {
             if (ec) return self->fail();
-            self->ws_.async_handshake("127.0.0.1:" + std::to_string(ep.port()), "/ws?token=" + self->token_,
-                                      [self](beast::error_code ec2) {
+            self->ws_.async_handshake("127.0.0.1:" + std::to_string(ep.port()),
+                                      "/ws?token=" + self->token_, [self](beast::error_code ec2) {
                                           if (ec2) return self->fail();
                                           self->subscribe();
                                       });
@@ -116,19 +121,19 @@ public:
     }
 
 private:
-    void fail() {
-        ++failed_;
-    }
+    void fail() { ++failed_; }
 
     void subscribe() {
-        out_ = "{\"type\":\"subscribe\",\"id\":1,\"snapshot\":false,\"query\":\"SELECT id, room_id, body, sent_at "
+        out_ = "{\"type\":\"subscribe\",\"id\":1,\"snapshot\":false,\"query\":\"SELECT id, "
+               "room_id, body, sent_at "
                "FROM messages WHERE room_id = " +
                std::to_string(room_) + "\"}";
         ws_.text(true);
-        ws_.async_write(net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-            if (ec) return self->fail();
-            self->read();
-        });
+        ws_.async_write(net::buffer(out_),
+                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec) return self->fail();
+                            self->read();
+                        });
     }
 
     void read() {
@@ -153,7 +158,9 @@ private:
             ++ready_;
         } else if (text.find("\"type\":\"authenticated\"") == std::string_view::npos) {
             ++stats_.errors;
-            if (stats_.errors < 5) std::fprintf(stderr, "client %d: %.*s\n", index_, static_cast<int>(text.size()), text.data());
+            if (stats_.errors < 5)
+                std::fprintf(stderr, "client %d: %.*s\n", index_, static_cast<int>(text.size()),
+                             text.data());
         }
         in_.consume(in_.size());
     }
@@ -181,14 +188,22 @@ int main(int argc, char** argv) {
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
-        if (k == "--port") o.port = std::stoi(v);
-        else if (k == "--db") o.db = v;
-        else if (k == "--server-pid") o.server_pid = std::stoi(v);
-        else if (k == "--clients") o.clients = std::stoi(v);
-        else if (k == "--rooms") o.rooms = std::stoi(v);
-        else if (k == "--rate") o.rate = std::stoi(v);
-        else if (k == "--seconds") o.seconds = std::stoi(v);
-        else if (k == "--secret") o.secret = v;
+        if (k == "--port")
+            o.port = std::stoi(v);
+        else if (k == "--db")
+            o.db = v;
+        else if (k == "--server-pid")
+            o.server_pid = std::stoi(v);
+        else if (k == "--clients")
+            o.clients = std::stoi(v);
+        else if (k == "--rooms")
+            o.rooms = std::stoi(v);
+        else if (k == "--rate")
+            o.rate = std::stoi(v);
+        else if (k == "--seconds")
+            o.seconds = std::stoi(v);
+        else if (k == "--secret")
+            o.secret = v;
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
@@ -202,7 +217,8 @@ int main(int argc, char** argv) {
     net::io_context io(1);
     stats s;
     std::atomic<int> ready{0}, failed{0};
-    const net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(o.port));
+    const net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"),
+                                    static_cast<unsigned short>(o.port));
     const long rss_before = o.server_pid ? rss_kib(o.server_pid) : 0;
     std::vector<std::shared_ptr<load_client>> clients;
     for (int i = 0; i < o.clients; ++i) {
@@ -211,7 +227,8 @@ int main(int argc, char** argv) {
         clients.push_back(c);
         // Connect in batches so the listen backlog is not overrun.
         if (i % 200 == 199) {
-            while (ready + failed < i + 1 - 100) io.run_one_for(std::chrono::milliseconds(50));
+            while (ready + failed < i + 1 - 100)
+                io.run_one_for(std::chrono::milliseconds(50));
         }
     }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -220,7 +237,8 @@ int main(int argc, char** argv) {
     }
     // Let the server settle before sampling its memory.
     const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (std::chrono::steady_clock::now() < settle) io.run_one_for(std::chrono::milliseconds(50));
+    while (std::chrono::steady_clock::now() < settle)
+        io.run_one_for(std::chrono::milliseconds(50));
     const long rss_after = o.server_pid ? rss_kib(o.server_pid) : 0;
 
     // The writer: single-row INSERTs at the target rate, round-robin over rooms.
@@ -236,9 +254,11 @@ int main(int argc, char** argv) {
         const auto start = std::chrono::steady_clock::now();
         const long total = static_cast<long>(o.rate) * o.seconds;
         for (long n = 0; n < total; ++n) {
-            std::this_thread::sleep_until(start + std::chrono::microseconds(n * 1'000'000 / o.rate));
+            std::this_thread::sleep_until(start +
+                                          std::chrono::microseconds(n * 1'000'000 / o.rate));
             std::string sql = "INSERT INTO messages (room_id, sender_id, body) VALUES (" +
-                              std::to_string(n % o.rooms) + ", 1, 'load message " + std::to_string(n) + "')";
+                              std::to_string(n % o.rooms) + ", 1, 'load message " +
+                              std::to_string(n) + "')";
             PGresult* res = PQexec(db, sql.c_str());
             PQclear(res);
             ++written;
@@ -247,11 +267,13 @@ int main(int argc, char** argv) {
         writing = false;
     });
     const auto t0 = std::chrono::steady_clock::now();
-    while (writing) io.run_one_for(std::chrono::milliseconds(50));
+    while (writing)
+        io.run_one_for(std::chrono::milliseconds(50));
     const auto t_write = std::chrono::steady_clock::now();
     writer.join();
     // Drain what is still in flight.
-    const std::uint64_t expected = static_cast<std::uint64_t>(written) * static_cast<std::uint64_t>(o.clients) /
+    const std::uint64_t expected = static_cast<std::uint64_t>(written) *
+                                   static_cast<std::uint64_t>(o.clients) /
                                    static_cast<std::uint64_t>(o.rooms);
     const auto drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (s.events < expected && std::chrono::steady_clock::now() < drain_deadline) {
@@ -259,20 +281,26 @@ int main(int argc, char** argv) {
     }
     const double seconds = std::chrono::duration<double>(t_write - t0).count();
 
-    std::printf("\nws_load: %d clients (%d ready, %d failed), %d rooms, %ld rows written at %d/s for %.1f s\n",
+    std::printf("\nws_load: %d clients (%d ready, %d failed), %d rooms, %ld rows written at %d/s "
+                "for %.1f s\n",
                 o.clients, ready.load(), failed.load(), o.rooms, written.load(), o.rate, seconds);
-    std::printf("| clients | changes/s | deliveries | expected | deliveries/s | p50 ms | p99 ms | max ms | RSS/conn KiB |\n");
+    std::printf("| clients | changes/s | deliveries | expected | deliveries/s | p50 ms | p99 ms | "
+                "max ms | RSS/conn KiB |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     auto lat = s.latencies;
-    const double p50 = percentile(lat, 0.50), p99 = percentile(lat, 0.99), pmax = percentile(lat, 1.0);
+    const double p50 = percentile(lat, 0.50), p99 = percentile(lat, 0.99),
+                 pmax = percentile(lat, 1.0);
     std::printf("| %d | %.0f | %lu | %lu | %.0f | %.2f | %.2f | %.2f | %.1f |\n", o.clients,
                 static_cast<double>(written) / seconds, static_cast<unsigned long>(s.events),
-                static_cast<unsigned long>(expected), static_cast<double>(s.events) / seconds, p50, p99, pmax,
+                static_cast<unsigned long>(expected), static_cast<double>(s.events) / seconds, p50,
+                p99, pmax,
                 o.server_pid ? static_cast<double>(rss_after - rss_before) / o.clients : 0.0);
-    std::printf("server RSS: %ld KiB before connecting, %ld KiB with %d idle subscribed clients; %lu errors\n",
+    std::printf("server RSS: %ld KiB before connecting, %ld KiB with %d idle subscribed clients; "
+                "%lu errors\n",
                 rss_before, rss_after, o.clients, static_cast<unsigned long>(s.errors));
     std::printf("command:");
-    for (int i = 0; i < argc; ++i) std::printf(" %s", argv[i]);
+    for (int i = 0; i < argc; ++i)
+        std::printf(" %s", argv[i]);
     std::printf("\n");
     return s.events == expected && failed == 0 ? 0 : 1;
 }

@@ -58,9 +58,10 @@ channels:
         const std::string name = "serve_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
         rules_path_ = "/tmp/pgpush-" + name + ".yaml";
         std::ofstream(rules_path_) << rules;
-        std::vector<std::string> argv = {pgpush_binary(), "serve", "--db", pg().url(), "--rules", rules_path_,
-                                         "--listen", "127.0.0.1:0", "--slot", name, "--publication", name,
-                                         "--jwt-secret", test_secret, "--threads", "2"};
+        std::vector<std::string> argv = {
+            pgpush_binary(), "serve",       "--db",      pg().url(), "--rules",       rules_path_,
+            "--listen",      "127.0.0.1:0", "--slot",    name,       "--publication", name,
+            "--jwt-secret",  test_secret,   "--threads", "2"};
         argv.insert(argv.end(), extra.begin(), extra.end());
         server_ = std::make_unique<subprocess>(argv);
         ASSERT_TRUE(server_->wait_for_stderr("streaming from slot")) << server_->stderr_text();
@@ -82,7 +83,9 @@ channels:
 
     int port() const { return port_; }
 
-    static std::string token(const nlohmann::json& claims) { return make_token(claims, test_secret); }
+    static std::string token(const nlohmann::json& claims) {
+        return make_token(claims, test_secret);
+    }
 
     // A client authenticated with `claims` (through the auth message).
     std::unique_ptr<ws_client> connect(const nlohmann::json& claims) {
@@ -102,7 +105,8 @@ channels:
         nlohmann::json rows = nlohmann::json::array();
         while (auto r = c.next()) {
             if ((*r)["type"] == "rows") {
-                for (auto& row : (*r)["rows"]) rows.push_back(row);
+                for (auto& row : (*r)["rows"])
+                    rows.push_back(row);
             } else if ((*r)["type"] == "ready") {
                 return rows;
             } else {

@@ -1,7 +1,5 @@
 #include "tests/support/ws_client.hpp"
 
-#include <jwt.h>
-
 #include <cstdlib>
 
 #include <boost/asio/connect.hpp>
@@ -10,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <jwt.h>
 
 namespace pgpush::testing {
 
@@ -27,7 +26,8 @@ struct ws_client::impl {
 };
 
 ws_client::ws_client(int port, const std::string& target) : impl_(std::make_unique<impl>()) {
-    net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+    net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"),
+                              static_cast<unsigned short>(port));
     beast::get_lowest_layer(impl_->ws).expires_after(std::chrono::seconds(10));
     beast::get_lowest_layer(impl_->ws).connect(ep);
     beast::get_lowest_layer(impl_->ws).expires_never();
@@ -64,7 +64,8 @@ std::optional<nlohmann::json> ws_client::next(std::chrono::milliseconds timeout)
         beast::error_code ignored;
         beast::get_lowest_layer(impl_->ws).socket().cancel(ignored);
         impl_->io.restart();
-        while (!result) impl_->io.run_one();
+        while (!result)
+            impl_->io.run_one();
         impl_->closed = true;
         return std::nullopt;
     }
@@ -81,7 +82,8 @@ std::optional<nlohmann::json> ws_client::next_of(const std::string& type, const 
                                                  std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) return std::nullopt;
         auto m = next(left);
         if (!m) return std::nullopt;
@@ -89,21 +91,29 @@ std::optional<nlohmann::json> ws_client::next_of(const std::string& type, const 
     }
 }
 
-bool ws_client::closed() const { return impl_->closed; }
+bool ws_client::closed() const {
+    return impl_->closed;
+}
 
-int ws_client::close_code() const { return static_cast<int>(impl_->ws.reason().code); }
+int ws_client::close_code() const {
+    return static_cast<int>(impl_->ws.reason().code);
+}
 
-std::string ws_client::close_reason() const { return std::string(impl_->ws.reason().reason.c_str()); }
+std::string ws_client::close_reason() const {
+    return std::string(impl_->ws.reason().reason.c_str());
+}
 
 void ws_client::stop_reading() {
     // Shrink our receive buffer so the server's writes back up quickly.
-    beast::get_lowest_layer(impl_->ws).socket().set_option(net::socket_base::receive_buffer_size(4096));
+    beast::get_lowest_layer(impl_->ws).socket().set_option(
+        net::socket_base::receive_buffer_size(4096));
 }
 
 std::pair<int, std::string> http_get(int port, const std::string& target) {
     net::io_context io;
     beast::tcp_stream stream(io);
-    stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    stream.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"),
+                                          static_cast<unsigned short>(port)));
     http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, "127.0.0.1");
     http::write(stream, req);
@@ -113,11 +123,13 @@ std::pair<int, std::string> http_get(int port, const std::string& target) {
     return {static_cast<int>(res.result_int()), res.body()};
 }
 
-std::string make_token(const nlohmann::json& claims, const std::string& secret, const std::string& alg) {
+std::string make_token(const nlohmann::json& claims, const std::string& secret,
+                       const std::string& alg) {
     jwt_t* jwt = nullptr;
     jwt_new(&jwt);
     jwt_add_grants_json(jwt, claims.dump().c_str());
-    jwt_set_alg(jwt, jwt_str_alg(alg.c_str()), reinterpret_cast<const unsigned char*>(secret.data()),
+    jwt_set_alg(jwt, jwt_str_alg(alg.c_str()),
+                reinterpret_cast<const unsigned char*>(secret.data()),
                 static_cast<int>(secret.size()));
     char* s = jwt_encode_str(jwt);
     std::string out = s ? s : "";

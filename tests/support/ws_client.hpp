@@ -30,7 +30,8 @@ public:
     std::optional<nlohmann::json> next(std::chrono::milliseconds timeout = 15s);
 
     // Skips messages until one of `type` (and `id`, when given); nullopt if none in time.
-    std::optional<nlohmann::json> next_of(const std::string& type, const nlohmann::json& id = nullptr,
+    std::optional<nlohmann::json> next_of(const std::string& type,
+                                          const nlohmann::json& id = nullptr,
                                           std::chrono::milliseconds timeout = 15s);
 
     // True once the server closed the connection (a next() returned nullopt because of it).

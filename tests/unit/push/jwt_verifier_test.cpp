@@ -1,14 +1,13 @@
 #include "push/jwt_verifier.hpp"
 
-#include <jwt.h>
+#include <cstdlib>
+#include <memory>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include <cstdlib>
-#include <memory>
-
 #include <gtest/gtest.h>
+#include <jwt.h>
 
 namespace pgpush::push {
 namespace {
@@ -23,7 +22,8 @@ std::string sign(const json& claims, const std::string& alg, const std::string& 
     jwt_t* j = nullptr;
     jwt_new(&j);
     jwt_add_grants_json(j, claims.dump().c_str());
-    for (auto& [k, v] : headers.items()) jwt_add_header(j, k.c_str(), v.get<std::string>().c_str());
+    for (auto& [k, v] : headers.items())
+        jwt_add_header(j, k.c_str(), v.get<std::string>().c_str());
     jwt_set_alg(j, jwt_str_alg(alg.c_str()), reinterpret_cast<const unsigned char*>(key.data()),
                 static_cast<int>(key.size()));
     char* s = jwt_encode_str(j);
@@ -55,8 +55,9 @@ struct key_pair {
 };
 
 key_pair generate(const char* type, const char* param) {
-    EVP_PKEY* k = std::string(type) == "RSA" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048))
-                                              : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", param);
+    EVP_PKEY* k = std::string(type) == "RSA"
+                      ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048))
+                      : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", param);
     auto pem = [&](bool priv) {
         BIO* b = BIO_new(BIO_s_mem());
         if (priv) {
@@ -84,7 +85,8 @@ jwt_verifier hs256(std::string aud = "", std::string iss = "") {
 }
 
 TEST(jwt_verifier, accepts_a_good_hs256_token_and_returns_its_claims) {
-    auto r = hs256().verify(sign({{"sub", "alice"}, {"rooms", {1, 2}}, {"exp", now + 60}}, "HS256", secret), now);
+    auto r = hs256().verify(
+        sign({{"sub", "alice"}, {"rooms", {1, 2}}, {"exp", now + 60}}, "HS256", secret), now);
     ASSERT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.claims["sub"], "alice");
     EXPECT_EQ(r.claims["rooms"], json({1, 2}));
@@ -93,7 +95,8 @@ TEST(jwt_verifier, accepts_a_good_hs256_token_and_returns_its_claims) {
 
 TEST(jwt_verifier, refuses_each_kind_of_bad_token) {
     auto v = hs256("pgpush", "https://auth.example");
-    const json good = {{"sub", "a"}, {"aud", "pgpush"}, {"iss", "https://auth.example"}, {"exp", now + 60}};
+    const json good = {
+        {"sub", "a"}, {"aud", "pgpush"}, {"iss", "https://auth.example"}, {"exp", now + 60}};
     ASSERT_TRUE(v.verify(sign(good, "HS256", secret), now).ok);
     struct bad {
         const char* what;
@@ -114,7 +117,8 @@ TEST(jwt_verifier, refuses_each_kind_of_bad_token) {
         {"not yet valid", sign(with({{"nbf", now + 31}}), "HS256", secret)},
         {"wrong audience", sign(with({{"aud", "other"}}), "HS256", secret)},
         {"audience list without ours", sign(with({{"aud", {"a", "b"}}}), "HS256", secret)},
-        {"no audience", sign(json({{"sub", "a"}, {"iss", "https://auth.example"}}), "HS256", secret)},
+        {"no audience",
+         sign(json({{"sub", "a"}, {"iss", "https://auth.example"}}), "HS256", secret)},
         {"wrong issuer", sign(with({{"iss", "https://evil.example"}}), "HS256", secret)},
         {"exp not a number", sign(with({{"exp", "soon"}}), "HS256", secret)},
         {"garbage", "not.a.token"},
@@ -159,8 +163,13 @@ TEST(jwt_verifier, es256_with_a_jwks_file_picks_the_key_by_kid) {
         std::size_t len = 0;
         EVP_PKEY_get_octet_string_param(k, "encoded-pub-key", point, sizeof point, &len);
         EVP_PKEY_free(k);
-        std::string x(reinterpret_cast<char*>(point + 1), 32), y(reinterpret_cast<char*>(point + 33), 32);
-        return json{{"kty", "EC"}, {"crv", "P-256"}, {"kid", kid}, {"x", base64url(x)}, {"y", base64url(y)}};
+        std::string x(reinterpret_cast<char*>(point + 1), 32),
+            y(reinterpret_cast<char*>(point + 33), 32);
+        return json{{"kty", "EC"},
+                    {"crv", "P-256"},
+                    {"kid", kid},
+                    {"x", base64url(x)},
+                    {"y", base64url(y)}};
     };
     jwt_config c;
     c.algorithm = "ES256";

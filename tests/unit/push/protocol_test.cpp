@@ -19,15 +19,24 @@ TEST(protocol, parses_each_client_message) {
     EXPECT_FALSE(s.snapshot);
     EXPECT_FALSE(s.after);
 
-    auto numeric = std::get<subscribe>(std::get<client_message>(parse(R"({"type":"subscribe","id":7,"query":"q"})")));
+    auto numeric = std::get<subscribe>(
+        std::get<client_message>(parse(R"({"type":"subscribe","id":7,"query":"q"})")));
     EXPECT_EQ(numeric.id, "7");
     EXPECT_TRUE(numeric.snapshot);
 
-    EXPECT_EQ(std::get<unsubscribe>(std::get<client_message>(parse(R"({"type":"unsubscribe","id":"s1"})"))).id, "\"s1\"");
-    auto l = std::get<listen>(std::get<client_message>(parse(R"({"type":"listen","id":"l","channel":"typing"})")));
+    EXPECT_EQ(std::get<unsubscribe>(
+                  std::get<client_message>(parse(R"({"type":"unsubscribe","id":"s1"})")))
+                  .id,
+              "\"s1\"");
+    auto l = std::get<listen>(
+        std::get<client_message>(parse(R"({"type":"listen","id":"l","channel":"typing"})")));
     EXPECT_EQ(l.channel, "typing");
-    EXPECT_EQ(std::get<unlisten>(std::get<client_message>(parse(R"({"type":"unlisten","id":"l"})"))).id, "\"l\"");
-    EXPECT_EQ(std::get<ping>(std::get<client_message>(parse(R"({"type":"ping","data":{"n":1}})"))).data, json({{"n", 1}}));
+    EXPECT_EQ(
+        std::get<unlisten>(std::get<client_message>(parse(R"({"type":"unlisten","id":"l"})"))).id,
+        "\"l\"");
+    EXPECT_EQ(
+        std::get<ping>(std::get<client_message>(parse(R"({"type":"ping","data":{"n":1}})"))).data,
+        json({{"n", 1}}));
 }
 
 TEST(protocol, refuses_bad_messages_with_stable_codes) {
@@ -47,10 +56,14 @@ TEST(protocol, refuses_bad_messages_with_stable_codes) {
         {R"({"type":"subscribe","id":1.5,"query":"q"})", error_code::bad_message, nullptr},
         {R"({"type":"subscribe","id":"s","query":5})", error_code::bad_message, "\"s\""},
         {R"({"type":"subscribe","id":"s"})", error_code::bad_message, "\"s\""},
-        {R"({"type":"subscribe","id":"s","query":"q","params":{}})", error_code::bad_message, "\"s\""},
-        {R"({"type":"subscribe","id":"s","query":"q","params":[[1]]})", error_code::bad_message, "\"s\""},
-        {R"({"type":"subscribe","id":"s","query":"q","snapshot":"yes"})", error_code::bad_message, "\"s\""},
-        {R"({"type":"subscribe","id":"s","query":"q","after":5})", error_code::bad_message, "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","params":{}})", error_code::bad_message,
+         "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","params":[[1]]})", error_code::bad_message,
+         "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","snapshot":"yes"})", error_code::bad_message,
+         "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","after":5})", error_code::bad_message,
+         "\"s\""},
         {R"({"type":"auth"})", error_code::bad_message, nullptr},
         {R"({"type":"auth","token":7})", error_code::bad_message, nullptr},
         {R"({"type":"listen","id":"l"})", error_code::bad_message, "\"l\""},
@@ -80,17 +93,22 @@ TEST(protocol, limits_field_sizes) {
     ASSERT_TRUE(std::holds_alternative<parse_error>(r));
     EXPECT_EQ(std::get<parse_error>(r).code, error_code::bad_message);
     json many = json::array();
-    for (std::size_t i = 0; i <= max_params; ++i) many.push_back(i);
+    for (std::size_t i = 0; i <= max_params; ++i)
+        many.push_back(i);
     r = parse(json{{"type", "subscribe"}, {"id", "s"}, {"query", "q"}, {"params", many}}.dump());
     EXPECT_TRUE(std::holds_alternative<parse_error>(r));
 }
 
 TEST(protocol, server_messages_are_valid_json_with_the_id_echoed_verbatim) {
     auto e = json::parse(error(error_code::forbidden, "no \"way\"\n", "\"s1\""));
-    EXPECT_EQ(e, json({{"type", "error"}, {"id", "s1"}, {"code", "forbidden"}, {"message", "no \"way\"\n"}}));
+    EXPECT_EQ(
+        e,
+        json(
+            {{"type", "error"}, {"id", "s1"}, {"code", "forbidden"}, {"message", "no \"way\"\n"}}));
     auto no_id = json::parse(error(error_code::unauthenticated, "x"));
     EXPECT_FALSE(no_id.contains("id"));
-    EXPECT_EQ(json::parse(ready("7", "00-01")), json({{"type", "ready"}, {"id", 7}, {"position", "00-01"}}));
+    EXPECT_EQ(json::parse(ready("7", "00-01")),
+              json({{"type", "ready"}, {"id", 7}, {"position", "00-01"}}));
     EXPECT_EQ(json::parse(unsubscribed("\"a\"")), json({{"type", "unsubscribed"}, {"id", "a"}}));
     EXPECT_EQ(json::parse(rows_open("\"s\"") + "{\"a\":1}" + std::string(rows_close)),
               json({{"type", "rows"}, {"id", "s"}, {"rows", {{{"a", 1}}}}}));
@@ -100,7 +118,8 @@ TEST(protocol, server_messages_are_valid_json_with_the_id_echoed_verbatim) {
 }
 
 TEST(protocol, notify_payload_is_embedded_when_json_else_a_string) {
-    EXPECT_EQ(json::parse(notify("\"t\"", "typing", R"({"room": 7})"))["payload"], json({{"room", 7}}));
+    EXPECT_EQ(json::parse(notify("\"t\"", "typing", R"({"room": 7})"))["payload"],
+              json({{"room", 7}}));
     EXPECT_EQ(json::parse(notify("\"t\"", "typing", "hello"))["payload"], "hello");
     EXPECT_EQ(json::parse(notify("\"t\"", "typing", ""))["payload"], "");
     EXPECT_EQ(json::parse(notify("\"t\"", "ch\"an", "\xff"))["channel"], "ch\"an");
