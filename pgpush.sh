@@ -58,7 +58,7 @@ build() {
 build_asan() {
   say "building unit tests with AddressSanitizer + UndefinedBehaviorSanitizer in $ASAN_DIR"
   configure "$ASAN_DIR" -DPGPUSH_SANITIZE=ON -DPGPUSH_BENCH=OFF -DPGPUSH_TESTS=ON
-  cmake --build "$ASAN_DIR" -j "$JOBS" --target unit_cdc unit_rules unit_push
+  cmake --build "$ASAN_DIR" -j "$JOBS" --target unit_cdc unit_rules unit_push unit_log
 }
 
 build_fuzz() {
@@ -70,7 +70,7 @@ build_fuzz() {
 fuzz() { # seconds per target
   local seconds=${1:-60}
   build_fuzz
-  for target in pgoutput_fuzz value_json_fuzz rules_fuzz; do
+  for target in pgoutput_fuzz value_json_fuzz rules_fuzz log_record_fuzz; do
     local name=${target%_fuzz}
     local corpus
     corpus=$(mktemp -d)

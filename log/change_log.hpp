@@ -1,0 +1,170 @@
+#pragma once
+
+// The durable change log: every change pgpush streams, on local disk, so that a client can resume
+// after a position and an engine restart loses nothing.
+//
+// Files: `<dir>/<sequence>.seg`, append-only segments of records (log/record.hpp). One thread
+// appends (the CDC thread, through `append_*`); a writer thread owned by the log writes the bytes
+// and fdatasyncs them in groups (everything that arrived during one sync goes into the next), then
+// reports the LSN that is now durable: the replication slot is confirmed to that and no further.
+// Readers (`open_reader`) replay from any position the log still holds, from other threads.
+//
+// Opening a log recovers it: a torn tail (a crash mid-write) is cut off, and so is a transaction
+// whose commit never reached the disk; the slot still has both and sends them again. Damage
+// anywhere else, or a log that no longer reaches the slot's confirmed position, means history is
+// lost: the caller starts a new epoch (`reset`), and clients holding positions of the old one are
+// told to resync.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cdc/change.hpp"
+#include "log/record.hpp"
+
+namespace pgpush::log {
+
+class log_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct log_options {
+    std::filesystem::path dir;
+    std::size_t segment_bytes = 64u << 20;
+    std::uint64_t retain_bytes = 1ull << 30;
+    std::chrono::seconds retain_age{24 * 3600};
+    bool fsync = true; // off only in tests and benchmarks of the cost of durability
+};
+
+// What opening found.
+struct recovery {
+    std::uint64_t epoch = 0;
+    bool fresh = false; // a new epoch: the directory was empty (or reset)
+    std::string damage; // non-empty: why the old log could not be trusted
+    std::size_t truncated_bytes = 0;
+    cdc::position last; // the last change logged (zero when none)
+    cdc::lsn covered;   // every commit below this LSN is in the log
+};
+
+// Where a resume stands against what the log holds.
+enum class resume_check { ok, other_epoch, too_old };
+
+class log_reader;
+
+class change_log {
+public:
+    // Opens or creates the log in `options.dir` and recovers it. Throws log_error when the
+    // directory cannot be used at all. Damaged history is not an error here: see recovery.damage.
+    explicit change_log(log_options options);
+    ~change_log();
+    change_log(const change_log&) = delete;
+    change_log& operator=(const change_log&) = delete;
+
+    const recovery& recovered() const { return recovery_; }
+    std::uint64_t epoch() const { return epoch_; }
+
+    // Throws the old log away (moved aside to `<dir>.damaged-<time>`) and starts a new epoch
+    // whose history begins after `start`. Only before the first append.
+    void reset(const std::string& why, cdc::lsn start);
+
+    // ---- The appending thread ----
+    void begin(const cdc::transaction_info& txn);
+    void change(const cdc::change& c);
+    void commit(const cdc::transaction_info& txn, cdc::lsn end_lsn);
+    // Nothing below `lsn` remains to be logged (an idle slot may be confirmed to it).
+    void mark(cdc::lsn lsn);
+    // Hands what is buffered to the writer thread (done by commit/mark and by size anyway).
+    void submit();
+
+    // Called on the writer thread with each LSN that becomes durable (a commit's end, a mark).
+    void on_durable(std::function<void(cdc::lsn)> f);
+
+    // ---- Any thread ----
+    // Whether a client holding `after` (of `epoch`) can be resumed without a gap.
+    resume_check check(std::uint64_t epoch, cdc::position after) const;
+    // A reader of the changes after `after` (which check() accepted).
+    std::unique_ptr<log_reader> open_reader(cdc::position after);
+    // The last position handed to the writer (what a reader opened now will reach).
+    cdc::position last_position() const;
+
+    struct stats {
+        std::uint64_t bytes_appended = 0;
+        std::uint64_t syncs = 0;
+        std::uint64_t segments = 0;
+        std::uint64_t bytes_on_disk = 0;
+        cdc::position oldest; // resumes from before this are too old
+    };
+    stats statistics() const;
+
+private:
+    friend class log_reader;
+    struct segment;
+
+    void recover();
+    void start_segment();
+    void write_loop();
+    void apply_retention();
+    std::filesystem::path path_of(std::uint64_t sequence) const;
+    // The readable extent of a segment: bytes written so far (0 when gone).
+    std::size_t readable(std::uint64_t sequence) const;
+
+    log_options options_;
+    recovery recovery_;
+    std::uint64_t epoch_ = 0;
+
+    // Appending thread only.
+    std::string buffer_;
+    std::size_t segment_size_ = 0; // bytes in the current segment, including buffer_
+    std::uint64_t sequence_ = 0;   // current segment
+    std::unordered_map<cdc::oid, std::shared_ptr<const cdc::relation_schema>> written_relations_;
+    std::optional<cdc::transaction_info> open_txn_;
+    cdc::lsn pending_durable_;
+
+    // Shared with the writer thread and readers.
+    mutable std::mutex mu_;
+    std::condition_variable work_;
+    std::condition_variable written_;
+    struct chunk {
+        std::uint64_t sequence;
+        bool opens_segment;
+        std::string bytes;
+        cdc::lsn durable; // reported once this chunk is synced (0: nothing to report)
+    };
+    std::vector<chunk> queue_;
+    std::map<std::uint64_t, std::unique_ptr<segment>> segments_;
+    cdc::position last_;
+    cdc::position oldest_;
+    bool stopping_ = false;
+    std::function<void(cdc::lsn)> on_durable_;
+    std::uint64_t bytes_appended_ = 0;
+    std::uint64_t syncs_ = 0;
+    std::thread writer_;
+};
+
+// Replays the log's changes after a position, in order, with the relation each was logged with.
+class log_reader {
+public:
+    // Calls `f` for each change after the start position, up to and including `until`; returns
+    // false when the history it needed was removed meanwhile (retention): the client must resync.
+    bool read_until(cdc::position until, const std::function<void(const cdc::change&)>& f);
+
+private:
+    friend class change_log;
+    log_reader(change_log& log, cdc::position after) : log_(log), after_(after) {}
+    change_log& log_;
+    cdc::position after_;
+};
+
+} // namespace pgpush::log
