@@ -113,7 +113,7 @@ demo() {
   deps
   build
   say "starting a throwaway PostgreSQL and the demo (Ctrl-C to stop)"
-  exec "$BUILD_DIR/tests/pg_sandbox" -- examples/tail_demo.sh "$BUILD_DIR"
+  exec "$BUILD_DIR/tests/pg_sandbox" -- examples/chat_demo.sh "$BUILD_DIR"
 }
 
 test_all() {

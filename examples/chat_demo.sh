@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The demo: a small chat database, `pgpush serve` with the annotated rules.yaml, a writer posting
+# messages, edits, deletes, read receipts and typing notifications as an app would, and three
+# WebSocket clients with different JWT claims, each printing what the engine pushes to it:
+#
+#   alice   rooms 1 and 2: her rooms' messages (snapshot first, then live) and typing in them
+#   bob     room 3 only, subscribed to a query over room 3 and to read receipts
+#   mallory no rooms: her subscription is accepted but never sees a row; a table outside the
+#           rules answers `unknown_table`
+#
+#   ./pgpush.sh demo                 (starts a throwaway PostgreSQL and runs this)
+#   PGPUSH_DB=postgresql://... examples/chat_demo.sh [build-dir]
+#
+# Runs until Ctrl-C, or for PGPUSH_DEMO_SECONDS seconds (default 15 when not on a terminal).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../build}
+: "${PGPUSH_DB:?set PGPUSH_DB to a PostgreSQL URL (./pgpush.sh demo does it for you)}"
+if [ -z "${PGPUSH_DEMO_SECONDS:-}" ] && [ ! -t 1 ]; then PGPUSH_DEMO_SECONDS=15; fi
+psql() { command psql "$PGPUSH_DB" -X -q -v ON_ERROR_STOP=1 "$@"; }
+secret="demo-secret-demo-secret-demo-secret!"
+work=$(mktemp -d)
+
+psql -f "$here/chat_schema.sql"
+psql -c "INSERT INTO messages (room_id, sender_id, body) VALUES (1, 10, 'welcome to general'),
+                                                                 (3, 11, 'welcome to support')"
+
+pids=()
+writer_pid=""
+cleanup() {
+  [ -n "$writer_pid" ] && kill "$writer_pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${server:-}" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The engine, on a free port. Its log goes to stderr.
+"$build/main/pgpush" serve --db "$PGPUSH_DB" --rules "$here/../rules.yaml" \
+  --listen 127.0.0.1:0 --jwt-secret "$secret" 2> >(tee "$work/serve.log" >&2) &
+server=$!
+until grep -q "listening on" "$work/serve.log" 2>/dev/null; do
+  kill -0 "$server" 2>/dev/null || { echo "pgpush serve did not start" >&2; exit 1; }
+  sleep 0.1
+done
+port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.log" | head -1)
+echo "pgpush serve is listening on ws://127.0.0.1:$port/ws (metrics: http://127.0.0.1:$port/metrics)"
+
+watch() { "$build/examples/pgpush-watch" --port "$port" --secret "$secret" "$@" & pids+=($!); }
+watch --name alice --claims '{"sub":"10","rooms":[1,2],"tenant":1}' \
+  --subscribe "SELECT id, room_id, sender_id, body FROM messages" --listen typing
+watch --name bob --claims '{"sub":"11","rooms":[3],"tenant":1}' \
+  --subscribe "SELECT id, body FROM messages WHERE room_id = 3" \
+  --subscribe "SELECT room_id, user_id, last_read_id FROM read_receipts"
+watch --name mallory --claims '{"sub":"66","rooms":[]}' \
+  --subscribe "SELECT id, body FROM messages WHERE room_id = 1" \
+  --subscribe "SELECT * FROM pg_authid"
+
+# The writer: one psql session posting a change every 300 ms, as an app would.
+psql >/dev/null 2>&1 <<'SQL' &
+DO $$
+DECLARE i int := 0; room int; msg bigint;
+BEGIN
+  PERFORM pg_sleep(1); -- let the clients subscribe first
+  LOOP
+    i := i + 1;
+    room := 1 + i % 3;
+    PERFORM pg_notify('typing', json_build_object('room', room, 'user', 10 + i % 4)::text);
+    INSERT INTO messages (room_id, sender_id, body)
+      VALUES (room, 10 + i % 4, 'message #' || i) RETURNING id INTO msg;
+    COMMIT;
+    IF i % 4 = 0 THEN
+      UPDATE messages SET body = body || ' (edited)', edited_at = now() WHERE id = msg - 1;
+      COMMIT;
+    END IF;
+    IF i % 5 = 0 THEN
+      INSERT INTO read_receipts (room_id, user_id, last_read_id) VALUES (room, 20, msg)
+        ON CONFLICT (room_id, user_id) DO UPDATE SET last_read_id = excluded.last_read_id,
+                                                     read_at = now();
+      COMMIT;
+    END IF;
+    IF i % 7 = 0 THEN
+      DELETE FROM messages WHERE id = msg - 3;
+      COMMIT;
+    END IF;
+    PERFORM pg_sleep(0.3);
+  END LOOP;
+END $$;
+SQL
+writer_pid=$!
+
+if [ -n "${PGPUSH_DEMO_SECONDS:-}" ]; then
+  sleep "$PGPUSH_DEMO_SECONDS"
+else
+  wait "$server"
+fi
