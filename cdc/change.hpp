@@ -83,6 +83,9 @@ public:
     // Everything the server has sent so far has been handed over: a good moment to flush output
     // and confirm. Not called while data keeps arriving; sinks that buffer also flush by size.
     virtual void on_idle() {}
+    // The stream is stopping on purpose: make durable and confirm what you can, now (the final
+    // status update follows).
+    virtual void on_stop() { on_idle(); }
 };
 
 } // namespace pgpush::cdc

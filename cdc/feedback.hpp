@@ -8,12 +8,16 @@ namespace pgpush::cdc {
 //  - received: how far the server has sent us WAL; reported as "written".
 //  - flushed: how far the consumer has made the stream durable; reported as "flushed", which for
 //    a logical slot becomes confirmed_flush_lsn, the point Postgres is free to forget.
-// flushed moves only by confirm(), or, while nothing is outstanding, with the server's send
-// position from keepalives, so an idle slot does not pin WAL.
+// flushed moves only by confirm(), or (when `follow_keepalives`) while nothing is outstanding,
+// with the server's send position from keepalives, so an idle slot does not pin WAL. A consumer
+// that must record every point it confirms (a durable log) turns that off and confirms the
+// positions of heartbeat messages instead.
 class feedback {
 public:
     // Restart point: what the slot (or the consumer) already has.
-    explicit feedback(lsn start = {}) : received_(start), flushed_(start), handed_over_(start) {}
+    explicit feedback(lsn start = {}, bool follow_keepalives = true)
+        : received_(start), flushed_(start), handed_over_(start),
+          follow_keepalives_(follow_keepalives) {}
 
     lsn received() const { return received_; }
     lsn flushed() const { return flushed_; }
@@ -39,7 +43,8 @@ public:
     // has confirmed all it was handed, nothing before wal_end can still reach it: follow.
     void on_keepalive(lsn wal_end, bool in_transaction) {
         on_data(wal_end);
-        if (!in_transaction && flushed_ >= handed_over_ && wal_end > flushed_) {
+        if (follow_keepalives_ && !in_transaction && flushed_ >= handed_over_ &&
+            wal_end > flushed_) {
             flushed_ = wal_end;
             handed_over_ = wal_end;
         }
@@ -49,6 +54,7 @@ private:
     lsn received_;
     lsn flushed_;
     lsn handed_over_;
+    bool follow_keepalives_;
 };
 
 } // namespace pgpush::cdc

@@ -121,9 +121,14 @@ replication_stream::replication_stream(net::any_io_executor ex, stream_config co
                                        type_catalog& types, change_sink& sink,
                                        change_assembler::type_loader load_types)
     : ex_(std::move(ex)), config_(std::move(config)), sink_(sink),
-      assembler_(types, sink, std::move(load_types)), feedback_(config_.start) {}
+      assembler_(types, sink, std::move(load_types)),
+      feedback_(config_.start, config_.follow_keepalives) {}
 
 replication_stream::~replication_stream() = default;
+
+void replication_stream::skip_through(lsn commit_lsn) {
+    assembler_.skip_through(commit_lsn);
+}
 
 void replication_stream::confirm(lsn l) {
     feedback_.confirm(l);
@@ -276,7 +281,7 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     }
 
     // Leaving on purpose: let the consumer flush and confirm, then tell the server.
-    sink_.on_idle();
+    sink_.on_stop();
     try {
         co_await send_status();
     } catch (const std::exception& e) {
@@ -343,6 +348,11 @@ void replication_stream::handle(session& s, std::span<const std::byte> bytes) {
         stats_.transactions.fetch_add(1, std::memory_order_relaxed);
         stats_.last_commit_time = c->commit_time;
         if (config_.end.valid() && c->end_lsn >= config_.end) end_reached_ = true;
+    } else if (const auto* lm = std::get_if<pgoutput::message>(&m);
+               lm && !lm->transactional && !config_.follow_keepalives) {
+        // Everything committed before a non-transactional message has been handed over: a
+        // consumer that logs the message (a heartbeat) may confirm its LSN.
+        feedback_.on_commit_handed_over(lm->message_lsn);
     }
 }
 

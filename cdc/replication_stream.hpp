@@ -34,6 +34,9 @@ struct stream_config {
     std::chrono::milliseconds reconnect_min{100};
     std::chrono::milliseconds reconnect_max{10'000};
     std::chrono::milliseconds connect_timeout{10'000};
+    // Let the flushed LSN follow keepalives while idle (see feedback.hpp). A consumer with a
+    // durable log turns it off: it confirms only what it has recorded.
+    bool follow_keepalives = true;
     lsn start; // invalid: where the slot's confirmed_flush_lsn is
     lsn end;   // valid: stop once the stream has passed it (pg_recvlogical's --endpos)
     // Sees every CopyData message from the server before it is decoded (captures for benchmarks
@@ -88,6 +91,9 @@ public:
 
     // The consumer has made everything up to `l` (a commit's end LSN) durable.
     void confirm(lsn l);
+    // Drop transactions committing at or before `commit_lsn` (the consumer has them from an
+    // earlier run). Before run().
+    void skip_through(lsn commit_lsn);
 
     lsn flushed() const { return feedback_.flushed(); }
     const stream_stats& stats() const { return stats_; }

@@ -142,6 +142,7 @@ void change_log::recover() {
         std::size_t good = 0; // end of the last record after which the log is consistent
         cdc::position last_good;
         cdc::lsn covered_good = recovery_.covered;
+        cdc::lsn last_commit_good = recovery_.last_commit;
         bool in_txn = false;
         std::size_t since_index = index_interval;
         std::string problem;
@@ -180,6 +181,7 @@ void change_log::recover() {
             } else if (auto* e = std::get_if<commit_record>(&r.value)) {
                 in_txn = false;
                 covered_good = std::max(covered_good, e->end_lsn);
+                last_commit_good = e->commit_lsn;
             } else if (auto* m = std::get_if<mark_record>(&r.value)) {
                 covered_good = std::max(covered_good, m->lsn);
             }
@@ -189,6 +191,7 @@ void change_log::recover() {
                 good = at;
                 last_good = seg->last;
                 recovery_.covered = covered_good;
+                recovery_.last_commit = last_commit_good;
             }
         }
         if (problem.empty() && in_txn) problem = "a transaction without its commit";
@@ -237,8 +240,11 @@ void change_log::reset(const std::string& why, cdc::lsn start) {
     {
         std::lock_guard lock(mu_);
         if (!segments_.empty() || !queue_.empty()) {
-            const auto aside =
-                fs::path(options_.dir.string() + ".damaged-" + std::to_string(std::time(nullptr)));
+            const std::string base =
+                options_.dir.string() + ".damaged-" + std::to_string(std::time(nullptr));
+            fs::path aside = base;
+            for (int n = 2; fs::exists(aside); ++n)
+                aside = base + "-" + std::to_string(n);
             std::error_code ec;
             fs::rename(options_.dir, aside, ec);
             if (ec) {
@@ -281,6 +287,7 @@ void change_log::start_segment() {
         if (segments_.empty()) oldest_ = last_;
         segments_.emplace(sequence_, std::move(seg));
         queue_.push_back({sequence_, true, std::move(head), {}});
+        ++chunks_submitted_;
     }
     work_.notify_one();
 }
@@ -341,10 +348,23 @@ void change_log::submit() {
         segments_.at(sequence_)->appended = segment_size_;
         bytes_appended_ += buffer_.size();
         queue_.push_back({sequence_, false, std::move(buffer_), pending_durable_});
+        ++chunks_submitted_;
     }
     buffer_.clear();
     pending_durable_ = {};
     work_.notify_one();
+}
+
+void change_log::drain() {
+    submit();
+    std::unique_lock lock(mu_);
+    const auto target = chunks_submitted_;
+    written_.wait(lock, [&] { return chunks_done_ >= target; });
+}
+
+cdc::lsn change_log::durable() const {
+    std::lock_guard lock(mu_);
+    return durable_;
 }
 
 void change_log::on_durable(std::function<void(cdc::lsn)> f) {
@@ -387,14 +407,10 @@ void change_log::write_loop() {
             written.back().second += c.bytes.size();
             durable = std::max(durable, c.durable);
         }
-        if (options_.fsync) {
-            ::fdatasync(fd);
-            if (rolled) sync_dir(options_.dir);
-        }
-        std::function<void(cdc::lsn)> report;
+        // Readers may read what is written before it is synced: what they send on is only ever
+        // sent again after a crash, at the same positions (see docs/architecture.md).
         {
             std::lock_guard lock(mu_);
-            ++syncs_;
             for (auto [sequence, bytes] : written) {
                 auto it = segments_.find(sequence);
                 if (it != segments_.end()) {
@@ -402,11 +418,23 @@ void change_log::write_loop() {
                     it->second->last_write = std::chrono::system_clock::now();
                 }
             }
+        }
+        written_.notify_all();
+        if (options_.fsync) {
+            ::fdatasync(fd);
+            if (rolled) sync_dir(options_.dir);
+        }
+        if (rolled) apply_retention();
+        std::function<void(cdc::lsn)> report;
+        {
+            std::lock_guard lock(mu_);
+            ++syncs_;
+            chunks_done_ += batch.size();
+            if (durable > durable_) durable_ = durable;
             report = on_durable_;
         }
         written_.notify_all();
         if (durable.valid() && report) report(durable);
-        if (rolled) apply_retention();
     }
     if (fd >= 0) {
         if (options_.fsync) ::fdatasync(fd);
@@ -468,10 +496,12 @@ change_log::stats change_log::statistics() const {
 
 // ---- log_reader ----
 
-bool log_reader::read_until(cdc::position until, const std::function<void(const cdc::change&)>& f) {
+replay_status log_reader::read(cdc::position until, std::size_t max_changes,
+                               const std::function<void(const cdc::change&)>& f) {
+    std::size_t count = 0;
     auto& log = log_;
     for (;;) {
-        if (after_ >= until) return true;
+        if (after_ >= until) return replay_status::reached;
         const cdc::position before = after_;
         // The segment holding the first change after after_, and where in it to start.
         std::uint64_t sequence = 0;
@@ -480,7 +510,7 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
         std::vector<std::pair<std::size_t, std::shared_ptr<const cdc::relation_schema>>> relations;
         {
             std::unique_lock lock(log.mu_);
-            if (after_ < log.oldest_) return false;
+            if (after_ < log.oldest_) return replay_status::gone;
             const change_log::segment* seg = nullptr;
             for (const auto& [seq, s] : log.segments_) {
                 if (s->last > after_) {
@@ -488,7 +518,7 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
                     break;
                 }
             }
-            if (!seg) return true; // nothing after after_ yet
+            if (!seg) return replay_status::reached; // nothing after after_ yet
             sequence = seg->sequence;
             for (const auto& e : seg->index) {
                 if (e.commit_lsn > after_.commit_lsn) break;
@@ -500,12 +530,12 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
                 auto it = log.segments_.find(sequence);
                 return it == log.segments_.end() || it->second->written >= needed;
             });
-            if (!log.segments_.count(sequence)) return false; // removed meanwhile
+            if (!log.segments_.count(sequence)) return replay_status::gone; // removed meanwhile
         }
 
         const auto path = log.path_of(sequence);
         const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return false;
+        if (fd < 0) return replay_status::gone;
         std::unordered_map<cdc::oid, std::shared_ptr<const cdc::relation_schema>> known;
         for (const auto& [offset, schema] : relations) {
             if (offset < start) known[schema->id] = schema;
@@ -529,7 +559,7 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
                     ::pread(fd, buf.data() + old, want, static_cast<off_t>(buf_at + old));
                 if (n <= 0) {
                     ::close(fd);
-                    return false;
+                    return replay_status::gone;
                 }
                 buf.resize(old + static_cast<std::size_t>(n));
                 continue;
@@ -547,6 +577,10 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
                     more = false;
                     break;
                 }
+                if (c->pos > after_ && count == max_changes) {
+                    ::close(fd);
+                    return replay_status::more;
+                }
                 if (c->pos > after_) {
                     auto schema = known.find(c->relation);
                     if (schema == known.end() || !txn) {
@@ -557,15 +591,16 @@ bool log_reader::read_until(cdc::position until, const std::function<void(const 
                     }
                     f(to_change(*c, schema->second, &*txn));
                     after_ = c->pos;
+                    ++count;
                 }
             }
             at += r.size;
         }
         ::close(fd);
-        if (!more) return true;
+        if (!more) return replay_status::reached;
         // The segment is read as far as it was written. If that moved us on, look again (the
         // next segment, or more of this one); if not, nothing more is readable yet.
-        if (after_ == before) return true;
+        if (after_ == before) return replay_status::reached;
     }
 }
 

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -54,8 +55,9 @@ struct recovery {
     bool fresh = false; // a new epoch: the directory was empty (or reset)
     std::string damage; // non-empty: why the old log could not be trusted
     std::size_t truncated_bytes = 0;
-    cdc::position last; // the last change logged (zero when none)
-    cdc::lsn covered;   // every commit below this LSN is in the log
+    cdc::position last;   // the last change logged (zero when none)
+    cdc::lsn covered;     // every commit below this LSN is in the log
+    cdc::lsn last_commit; // commit LSN of the last transaction logged
 };
 
 // Where a resume stands against what the log holds.
@@ -87,6 +89,11 @@ public:
     void mark(cdc::lsn lsn);
     // Hands what is buffered to the writer thread (done by commit/mark and by size anyway).
     void submit();
+
+    // Submits and waits until everything is written, synced and retention applied.
+    void drain();
+    // The highest LSN reported durable so far.
+    cdc::lsn durable() const;
 
     // Called on the writer thread with each LSN that becomes durable (a commit's end, a mark).
     void on_durable(std::function<void(cdc::lsn)> f);
@@ -150,15 +157,33 @@ private:
     std::function<void(cdc::lsn)> on_durable_;
     std::uint64_t bytes_appended_ = 0;
     std::uint64_t syncs_ = 0;
+    std::uint64_t chunks_submitted_ = 0;
+    std::uint64_t chunks_done_ = 0;
+    cdc::lsn durable_;
     std::thread writer_;
+};
+
+enum class replay_status {
+    reached, // every change up to `until` has been read
+    more,    // stopped at `max_changes`: call again
+    gone,    // the history it needed was removed meanwhile (retention): the client must resync
 };
 
 // Replays the log's changes after a position, in order, with the relation each was logged with.
 class log_reader {
 public:
-    // Calls `f` for each change after the start position, up to and including `until`; returns
-    // false when the history it needed was removed meanwhile (retention): the client must resync.
-    bool read_until(cdc::position until, const std::function<void(const cdc::change&)>& f);
+    // Calls `f` for each change after the last one read (at first: after the start position),
+    // up to and including `until`, at most `max_changes` of them. Changes up to `until` must
+    // have been handed to the log (change_log::submit). Throws log_error on a damaged record.
+    replay_status read(cdc::position until, std::size_t max_changes,
+                       const std::function<void(const cdc::change&)>& f);
+
+    // All of them: false when gone.
+    bool read_until(cdc::position until, const std::function<void(const cdc::change&)>& f) {
+        return read(until, SIZE_MAX, f) != replay_status::gone;
+    }
+
+    cdc::position position() const { return after_; }
 
 private:
     friend class change_log;

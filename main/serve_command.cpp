@@ -74,6 +74,31 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->capture_default_str();
     cmd->add_option("--snapshot-max-rows", c.hub.snapshot_max_rows, "Largest initial result")
         ->capture_default_str();
+    cmd->add_option("--data-dir", c.data_dir,
+                    "Where the change log lives (DIR/SLOT.log); keep it on durable local disk")
+        ->envname("PGPUSH_DATA_DIR")
+        ->capture_default_str();
+    cmd->add_flag("!--no-log", c.log_enabled,
+                  "Run without the durable change log: no resumes, and a crash may lose changes "
+                  "for clients");
+    cmd->add_option("--log-segment-bytes", c.log_segment_bytes, "Size at which a segment rolls")
+        ->capture_default_str();
+    cmd->add_option("--log-retain-bytes", c.log_retain_bytes,
+                    "Keep at most this much change log (oldest segments go first)")
+        ->envname("PGPUSH_LOG_RETAIN_BYTES")
+        ->capture_default_str();
+    cmd->add_option("--log-retain-hours", o.log_retain_hours,
+                    "Drop segments older than this; resumes from before get resync_required")
+        ->envname("PGPUSH_LOG_RETAIN_HOURS")
+        ->capture_default_str();
+    cmd->add_flag("!--no-fsync", c.log_fsync,
+                  "Do not fdatasync the change log (benchmarks only: a power loss loses changes)");
+    cmd->add_option("--heartbeat-interval", o.heartbeat_interval_ms,
+                    "Milliseconds between heartbeat messages that move an idle slot on")
+        ->capture_default_str();
+    cmd->add_option("--max-retained-wal", c.max_retained_wal_bytes,
+                    "Bytes of WAL the slot may hold before pgpush warns (0: never)")
+        ->capture_default_str();
     cmd->add_option("--status-interval", o.status_interval_ms,
                     "Milliseconds between replication status updates")
         ->capture_default_str();
@@ -104,6 +129,8 @@ int run_serve(serve_options& o) {
     c.jwt.leeway = std::chrono::seconds(o.jwt_leeway_seconds);
     c.limits.auth_timeout = std::chrono::seconds(o.auth_timeout_seconds);
     c.status_interval = std::chrono::milliseconds(o.status_interval_ms);
+    c.log_retain_age = std::chrono::seconds(static_cast<long>(o.log_retain_hours * 3600));
+    c.heartbeat_interval = std::chrono::milliseconds(std::max(100, o.heartbeat_interval_ms));
     return push::serve(c);
 }
 

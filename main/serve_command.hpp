@@ -15,6 +15,8 @@ struct serve_options {
     int jwt_leeway_seconds = 30;
     int auth_timeout_seconds = 10;
     int status_interval_ms = 10'000;
+    double log_retain_hours = 24;
+    int heartbeat_interval_ms = 10'000;
 };
 
 // `pgpush serve`: the engine (docs/protocol.md, docs/serve.md).

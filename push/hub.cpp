@@ -4,6 +4,8 @@
 #include <charconv>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "cdc/json_writer.hpp"
@@ -29,6 +31,17 @@ std::string quote_identifier(std::string_view id) {
         out += c;
     }
     return out + "\"";
+}
+
+// "<epoch, 16 hex digits>/<position>": what position_text writes.
+std::optional<std::pair<std::uint64_t, cdc::position>> parse_position_text(std::string_view t) {
+    if (t.size() < 18 || t[16] != '/') return std::nullopt;
+    std::uint64_t epoch = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + 16, epoch, 16);
+    if (ec != std::errc{} || end != t.data() + 16) return std::nullopt;
+    auto p = cdc::parse_position(t.substr(17));
+    if (!p) return std::nullopt;
+    return std::pair{epoch, *p};
 }
 
 error_code code_of(rules::plan_error_code c) {
@@ -64,7 +77,12 @@ struct hub::subscription {
 
     rules::subscription_plan plan;
 
-    enum class phase { snapshot, live } state = phase::snapshot;
+    // snapshot: rows being read, changes buffered; replay: catching up from the change log, live
+    // changes skipped (the replay reads them from the log); live.
+    enum class phase { snapshot, replay, live } state = phase::snapshot;
+    // A resumed subscription never gets a change at or before the position it resumed after.
+    cdc::position resume_after;
+    std::unique_ptr<log::log_reader> reader;
     bool rows_done = false;
     bool sync_seen = false;
     cdc::position sync_position;
@@ -129,6 +147,7 @@ void hub::send(const std::weak_ptr<client>& to, frame f) {
     auto& p = pending_[c.get()];
     p.to = to;
     p.frames.push_back(std::move(f));
+    ++pending_frames_;
 }
 
 void hub::send_error(const std::weak_ptr<client>& to, error_code code, const std::string& message,
@@ -142,6 +161,7 @@ void hub::flush() {
         if (auto c = p.to.lock()) c->deliver(std::move(p.frames));
     }
     pending_.clear();
+    pending_frames_ = 0;
 }
 
 std::optional<error_code> hub::plan(subscription& s, std::string& message) {
@@ -208,13 +228,176 @@ void hub::subscribe(subscribe_request r) {
             return;
         }
     }
+    std::optional<cdc::position> after;
+    if (r.after) {
+        // A resume: the log must hold everything after the position, of this very log.
+        const auto parsed = parse_position_text(*r.after);
+        const char* refusal = nullptr;
+        if (!parsed) {
+            send_error(s->to, error_code::bad_message,
+                       "\"after\" is not a position this engine sent", *s->id);
+            flush();
+            return;
+        }
+        if (!log_) {
+            refusal = "this engine keeps no change log (--no-log): subscribe again without "
+                      "\"after\"";
+        } else {
+            switch (log_->check(parsed->first, parsed->second)) {
+            case log::resume_check::ok:
+                break;
+            case log::resume_check::other_epoch:
+                refusal = "the position is from another change log (it was reset or lost): "
+                          "subscribe again without \"after\"";
+                break;
+            case log::resume_check::too_old:
+                refusal = "the change log no longer reaches back to that position: subscribe "
+                          "again without \"after\"";
+                break;
+            }
+        }
+        if (refusal) {
+            ++metrics_.resyncs;
+            send_error(s->to, error_code::resync_required, refusal, *s->id);
+            flush();
+            return;
+        }
+        after = parsed->second;
+    }
     const table_state* ts = table_for(s->plan.table);
     matcher_.add(s->key, ts->schema, s->plan.filter.get(), s->plan.updates.get());
     mine[*s->id] = s->key;
     auto& ref = *s;
     subs_.emplace(s->key, std::move(s));
     ++metrics_.subscriptions;
-    start_snapshot(ref);
+    if (after) {
+        start_replay(ref, *after);
+    } else {
+        start_snapshot(ref);
+    }
+}
+
+void hub::set_log(log::change_log* log) {
+    log_ = log;
+    epoch_prefix_ = log ? fmt::format("{:016x}/", log->epoch()) : "0000000000000000/";
+}
+
+std::string hub::position_text(cdc::position p) const {
+    std::string out = epoch_prefix_;
+    cdc::append_position(out, p);
+    return out;
+}
+
+// ---- resuming from the change log ----
+//
+// The replay runs on this thread, a batch of changes per turn of the event loop, so it needs no
+// lock and no hand-over: the log is appended on this thread before a change is matched, so
+// "everything logged so far" is exactly "everything the stream has handed over". While the
+// replay runs, live changes skip the subscription (it will read them from the log); when the
+// replay reaches the end of the log, the subscription is live from the very next change.
+
+void hub::start_replay(subscription& s, cdc::position after) {
+    s.state = subscription::phase::replay;
+    s.resume_after = after;
+    s.reader = log_->open_reader(after);
+    ++metrics_.resumes;
+    net::post(executor_, [this, key = s.key] { replay_step(key); });
+}
+
+void hub::replay_step(std::uint64_t key) {
+    auto it = subs_.find(key);
+    if (it == subs_.end()) return;
+    subscription& s = *it->second;
+    if (s.state != subscription::phase::replay) return;
+    auto c = s.to.lock();
+    if (!c) return;
+    if (c->flow().queued > limits_.replay_pause_bytes) {
+        // Let the client drain before reading on: its queue stays under the slow-consumer budget.
+        auto t = std::make_shared<net::steady_timer>(executor_, std::chrono::milliseconds(5));
+        t->async_wait([this, key, t](boost::system::error_code ec) {
+            if (!ec) replay_step(key);
+        });
+        return;
+    }
+    log_->submit();
+    const cdc::position until = log_->last_position();
+    log::replay_status status = log::replay_status::gone;
+    try {
+        status = s.reader->read(until, limits_.replay_batch,
+                                [&](const cdc::change& ch) { replay_one(s, ch); });
+    } catch (const std::exception& e) {
+        spdlog::error("replaying the change log for subscription {}: {}", *s.id, e.what());
+    }
+    if (subs_.find(key) == subs_.end()) { // replay_one dropped it
+        flush();
+        return;
+    }
+    switch (status) {
+    case log::replay_status::gone:
+        ++metrics_.resyncs;
+        drop(key, error_code::resync_required,
+             "the change log dropped the history this resume needed: subscribe again without "
+             "\"after\"");
+        break;
+    case log::replay_status::more:
+        net::post(executor_, [this, key] { replay_step(key); });
+        break;
+    case log::replay_status::reached:
+        s.state = subscription::phase::live;
+        s.reader.reset();
+        send(s.to,
+             frame::of(protocol::ready(*s.id, position_text(std::max(until, s.resume_after)))));
+        break;
+    }
+    flush();
+}
+
+void hub::replay_one(subscription& s, const cdc::change& c) {
+    if (c.relation->qualified_name != s.plan.table) return;
+    table_state* ts = table_for(s.plan.table);
+    if (!ts) return;
+    if (c.op == cdc::change_op::truncate) {
+        auto body = std::make_shared<const std::string>(
+            ",\"position\":\"" + position_text(c.pos) + "\",\"commit_time\":" +
+            [&] {
+                std::string t;
+                cdc::append_rfc3339_json(t, c.txn->commit_time);
+                return t;
+            }() +
+            "}");
+        send(s.to, frame{protocol::event_head("truncate"), s.id, body});
+        ++metrics_.events_replayed;
+        return;
+    }
+    // The plan's column positions are today's; a change logged before the table changed shape
+    // cannot be read with them.
+    const auto& cols = c.relation->columns;
+    bool same = cols.size() == ts->schema.columns.size();
+    for (std::size_t i = 0; same && i < cols.size(); ++i)
+        same = cols[i].name == ts->schema.columns[i].name;
+    if (!same) {
+        ++metrics_.resyncs;
+        drop(s.key, error_code::resync_required,
+             "the table changed shape since that position: subscribe again without \"after\"");
+        return;
+    }
+    std::vector<std::size_t> all(cols.size());
+    for (std::size_t i = 0; i < all.size(); ++i)
+        all[i] = i;
+    load_values(c, *ts, all);
+    const auto kind = c.op == cdc::change_op::insert   ? rules::change_kind::insert
+                      : c.op == cdc::change_op::update ? rules::change_kind::update
+                                                       : rules::change_kind::delete_;
+    const auto event =
+        rules::decide(kind, *s.plan.filter, s.plan.updates.get(), new_values_, old_values_);
+    if (!event) return;
+    commit_time_json_.clear(); // event_body fills it from this change's transaction
+    send(s.to, frame{protocol::event_head(event == rules::event_kind::insert   ? "insert"
+                                          : event == rules::event_kind::update ? "update"
+                                                                               : "delete"),
+                     s.id, event_body(c, s.plan.columns, *event)});
+    commit_time_json_.clear();
+    ++metrics_.events_replayed;
 }
 
 void hub::start_snapshot(subscription& s) {
@@ -279,7 +462,7 @@ void hub::try_go_live(subscription& s) {
     metrics_.events_out += s.buffer.size();
     s.buffer.clear();
     s.buffer_bytes = 0;
-    send(s.to, frame::of(protocol::ready(*s.id, cdc::to_string(s.sync_position))));
+    send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
     s.state = subscription::phase::live;
 }
 
@@ -457,6 +640,7 @@ std::vector<std::string> hub::channels() const {
 // ---- the stream ----
 
 void hub::on_begin(const cdc::transaction_info& t) {
+    if (log_) log_->begin(t);
     txn_ = &t;
     commit_time_json_.clear();
 }
@@ -502,7 +686,47 @@ void append_projection(std::string& out, const cdc::type_catalog& types,
 
 } // namespace
 
+void hub::load_values(const cdc::change& c, const table_state& ts,
+                      std::span<const std::size_t> columns) {
+    const std::size_t width = ts.schema.columns.size();
+    const bool full_old = c.old && c.old_kind == pgoutput::old_kind::full;
+    // The old row is matched when it is whole (REPLICA IDENTITY FULL). For a delete without it,
+    // the key columns Postgres sent are all there is: a filter reading other columns is unknown
+    // there and denies. For an update without it, the old row is unknown (see rules/matcher.hpp).
+    const bool use_old = c.old && (full_old || c.op == cdc::change_op::delete_);
+    new_values_.assign(width, rules::value::null());
+    old_values_.clear();
+    if (use_old) old_values_.assign(width, rules::value::null());
+    for (auto pos : columns) {
+        if (pos >= width) continue;
+        const auto family = ts.schema.columns[pos].family;
+        if (c.row && pos < c.row->size()) new_values_[pos] = value_of((*c.row)[pos], family);
+        if (use_old && pos < c.old->size()) old_values_[pos] = value_of((*c.old)[pos], family);
+    }
+}
+
+std::shared_ptr<const std::string> hub::event_body(const cdc::change& c,
+                                                   const std::vector<std::size_t>& columns,
+                                                   rules::event_kind event) {
+    if (commit_time_json_.empty() && c.txn)
+        cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+    const bool full_old = c.old && c.old_kind == pgoutput::old_kind::full;
+    std::string out, unchanged;
+    const pgoutput::tuple* row = event == rules::event_kind::delete_ ? c.old : c.row;
+    out += ",\"row\":";
+    append_projection(out, types_, *c.relation, *row, columns, &unchanged);
+    if (event == rules::event_kind::update && full_old) {
+        out += ",\"old\":";
+        append_projection(out, types_, *c.relation, *c.old, columns, nullptr);
+    }
+    if (!unchanged.empty()) out += ",\"unchanged_toast\":[" + unchanged + "]";
+    out +=
+        ",\"position\":\"" + position_text(c.pos) + "\",\"commit_time\":" + commit_time_json_ + "}";
+    return std::make_shared<const std::string>(std::move(out));
+}
+
 void hub::on_change(const cdc::change& c) {
+    if (log_) log_->change(c);
     ++metrics_.changes_in;
     const std::string& table = c.relation->qualified_name;
     metrics_.count_table_change(table);
@@ -517,46 +741,30 @@ void hub::on_change(const cdc::change& c) {
         if (commit_time_json_.empty() && c.txn)
             cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
         auto body =
-            std::make_shared<const std::string>(",\"position\":\"" + cdc::to_string(c.pos) +
+            std::make_shared<const std::string>(",\"position\":\"" + position_text(c.pos) +
                                                 "\",\"commit_time\":" + commit_time_json_ + "}");
         for (auto key : all) {
             auto& s = *subs_.at(key);
             frame f{protocol::event_head("truncate"), s.id, body};
             if (s.state == subscription::phase::live) {
+                if (c.pos <= s.resume_after) continue;
                 send(s.to, std::move(f));
                 ++metrics_.events_out;
-            } else {
+            } else if (s.state == subscription::phase::snapshot) {
                 s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn});
             }
         }
         return;
     }
 
-    const auto needed = matcher_.columns_needed(table);
-    const std::size_t width = ts.schema.columns.size();
-    const bool full_old = c.old && c.old_kind == pgoutput::old_kind::full;
+    load_values(c, ts, matcher_.columns_needed(table));
     rules::change_kind kind = c.op == cdc::change_op::insert   ? rules::change_kind::insert
                               : c.op == cdc::change_op::update ? rules::change_kind::update
                                                                : rules::change_kind::delete_;
-    // The old row is matched when it is whole (REPLICA IDENTITY FULL). For a delete without it,
-    // the key columns Postgres sent are all there is: a filter reading other columns is unknown
-    // there and denies. For an update without it, the old row is unknown (see rules/matcher.hpp).
-    const bool use_old = c.old && (full_old || kind == rules::change_kind::delete_);
-    new_values_.assign(width, rules::value::null());
-    old_values_.clear();
-    if (use_old) old_values_.assign(width, rules::value::null());
-    for (auto pos : needed) {
-        if (pos >= width) continue;
-        const auto family = ts.schema.columns[pos].family;
-        if (c.row && pos < c.row->size()) new_values_[pos] = value_of((*c.row)[pos], family);
-        if (use_old && pos < c.old->size()) old_values_[pos] = value_of((*c.old)[pos], family);
-    }
     hits_.clear();
     matcher_.match(table, kind, new_values_, old_values_, hits_);
     if (hits_.empty()) return;
 
-    if (commit_time_json_.empty() && c.txn)
-        cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
     // One body per (projection, event): subscribers with the same columns share it.
     struct cached {
         const std::vector<std::size_t>* columns;
@@ -564,27 +772,19 @@ void hub::on_change(const cdc::change& c) {
         std::shared_ptr<const std::string> body;
     };
     std::vector<cached> bodies;
-    const std::string position = cdc::to_string(c.pos);
     for (const auto& h : hits_) {
         auto sit = subs_.find(h.id);
         if (sit == subs_.end()) continue;
         subscription& s = *sit->second;
+        // Replaying: the replay reads this change from the log. Resumed: the client has it.
+        if (s.state == subscription::phase::replay) continue;
+        if (s.state == subscription::phase::live && c.pos <= s.resume_after) continue;
         std::shared_ptr<const std::string> body;
         for (const auto& b : bodies) {
             if (b.event == h.event && *b.columns == s.plan.columns) body = b.body;
         }
         if (!body) {
-            std::string out, unchanged;
-            const pgoutput::tuple* row = h.event == rules::event_kind::delete_ ? c.old : c.row;
-            out += ",\"row\":";
-            append_projection(out, types_, *c.relation, *row, s.plan.columns, &unchanged);
-            if (h.event == rules::event_kind::update && full_old) {
-                out += ",\"old\":";
-                append_projection(out, types_, *c.relation, *c.old, s.plan.columns, nullptr);
-            }
-            if (!unchanged.empty()) out += ",\"unchanged_toast\":[" + unchanged + "]";
-            out += ",\"position\":\"" + position + "\",\"commit_time\":" + commit_time_json_ + "}";
-            body = std::make_shared<const std::string>(std::move(out));
+            body = event_body(c, s.plan.columns, h.event);
             bodies.push_back({&s.plan.columns, h.event, body});
         }
         const char* type = h.event == rules::event_kind::insert   ? "insert"
@@ -605,10 +805,16 @@ void hub::on_change(const cdc::change& c) {
                  "too many changes arrived while the snapshot was taken: subscribe again");
         }
     }
+    // A large transaction does not pile up: frames go out as they are made.
+    if (pending_frames_ >= 1024) flush();
 }
 
 void hub::on_message(const cdc::logical_message& m) {
-    if (m.prefix != "pgpush" || m.transactional) return;
+    if (m.transactional) return;
+    // Everything before a non-transactional message has been handed over: once the log has it,
+    // the slot may be confirmed to here (heartbeats keep an idle slot moving this way).
+    if (log_) log_->mark(m.pos.commit_lsn);
+    if (m.prefix != "pgpush") return;
     std::string_view content(reinterpret_cast<const char*>(m.content.data()), m.content.size());
     if (content.rfind("sync:", 0) != 0) return;
     std::uint64_t key = 0;
@@ -632,7 +838,11 @@ void hub::on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) {
                                        .count();
     flush();
     txn_ = nullptr;
-    if (confirm) confirm(end_lsn);
+    if (log_) {
+        log_->commit(t, end_lsn); // confirmed when durable (server wires on_durable)
+    } else if (confirm) {
+        confirm(end_lsn);
+    }
 }
 
 void hub::on_relation(const cdc::relation_schema& r) {
@@ -657,6 +867,14 @@ void hub::on_relation(const cdc::relation_schema& r) {
 
 void hub::on_idle() {
     flush();
+}
+
+void hub::on_stop() {
+    flush();
+    if (log_ && confirm) {
+        log_->drain();
+        if (auto l = log_->durable(); l.valid()) confirm(l);
+    }
 }
 
 void hub::on_notify(const cdc::notification& n) {

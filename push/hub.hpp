@@ -27,6 +27,7 @@
 #include "cdc/change.hpp"
 #include "cdc/notify_listener.hpp"
 #include "cdc/type_catalog.hpp"
+#include "log/change_log.hpp"
 #include "push/client.hpp"
 #include "push/metrics.hpp"
 #include "push/protocol.hpp"
@@ -42,6 +43,8 @@ struct hub_limits {
     std::size_t max_subscriptions_per_connection = 100;
     std::size_t max_buffered_bytes = 16 * 1024 * 1024; // per subscription while its snapshot runs
     std::size_t snapshot_max_rows = 100'000;
+    std::size_t replay_batch = 1000;           // changes read from the log per turn of the loop
+    std::size_t replay_pause_bytes = 1u << 20; // a replay waits while its client has this queued
 };
 
 class hub final : public cdc::change_sink {
@@ -56,8 +59,14 @@ public:
 
     const boost::asio::any_io_executor& executor() const { return executor_; }
 
-    // Called from the stream (hub thread) to confirm what has been handed over.
+    // Called from the stream (hub thread) to confirm what has been handed over. Not used when
+    // there is a change log: the log confirms what it has made durable.
     std::function<void(cdc::lsn)> confirm;
+
+    // The durable change log (optional, before any traffic): every change is appended before it
+    // is matched, and `subscribe` with `after` replays from it. Positions sent to clients carry
+    // the log's epoch, so a position from a log that lost its history is refused, never trusted.
+    void set_log(log::change_log* log);
 
     // ---- from sessions, on the hub's executor ----
     struct subscribe_request {
@@ -67,6 +76,7 @@ public:
         std::string query;
         std::vector<nlohmann::json> params;
         bool snapshot = true;
+        std::optional<std::string> after; // resume: replay from the log, no snapshot
         std::shared_ptr<const nlohmann::json> claims;
     };
     void subscribe(subscribe_request request);
@@ -92,6 +102,7 @@ public:
     void on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) override;
     void on_relation(const cdc::relation_schema& r) override;
     void on_idle() override;
+    void on_stop() override;
 
     // ---- from the NOTIFY listener ----
     void on_notify(const cdc::notification& n);
@@ -109,6 +120,17 @@ private:
     std::optional<protocol::error_code> plan(subscription& s, std::string& message);
     void start_snapshot(subscription& s);
     void try_go_live(subscription& s);
+    void start_replay(subscription& s, cdc::position after);
+    void replay_step(std::uint64_t key);
+    void replay_one(subscription& s, const cdc::change& c);
+    // Fills new_values_/old_values_ for `columns` of a change; false when it has no old row to
+    // match (an update without REPLICA IDENTITY FULL), see on_change.
+    void load_values(const cdc::change& c, const table_state& ts,
+                     std::span<const std::size_t> columns);
+    std::shared_ptr<const std::string> event_body(const cdc::change& c,
+                                                  const std::vector<std::size_t>& columns,
+                                                  rules::event_kind event);
+    std::string position_text(cdc::position p) const;
     void drop(std::uint64_t key, std::optional<protocol::error_code> code,
               const std::string& message);
     void send(const std::weak_ptr<client>& to, frame f);
@@ -126,6 +148,8 @@ private:
     hub_limits limits_;
     std::shared_ptr<const rules::rule_set> rules_;
     rules::matcher matcher_;
+    log::change_log* log_ = nullptr;
+    std::string epoch_prefix_ = "0000000000000000/"; // no log: epoch 0, nothing can resume
 
     std::uint64_t next_key_ = 1;
     std::unordered_map<std::uint64_t, std::unique_ptr<subscription>> subs_;
@@ -141,6 +165,7 @@ private:
         std::vector<frame> frames;
     };
     std::unordered_map<const client*, pending> pending_;
+    std::size_t pending_frames_ = 0;
 
     // The last transactions handed over (xids), for the snapshot race (see snapshot_pool).
     std::vector<cdc::transaction_id> recent_xids_;

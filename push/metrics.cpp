@@ -52,6 +52,21 @@ std::string metrics::prometheus() const {
            "Snapshots retaken because a transaction was between commit and visibility.",
            snapshot_retries.load());
     metric("pgpush_snapshots_running", "gauge", "Snapshots in progress.", snapshots_running.load());
+    metric("pgpush_resumes_total", "counter", "Subscriptions resumed after a position.",
+           resumes.load());
+    metric("pgpush_resyncs_total", "counter", "resync_required errors sent.", resyncs.load());
+    metric("pgpush_events_replayed_total", "counter", "Change events sent from the change log.",
+           events_replayed.load());
+    metric("pgpush_log_enabled", "gauge", "1 when changes are logged durably before confirming.",
+           log_enabled.load() ? 1 : 0);
+    metric("pgpush_log_bytes", "gauge", "Bytes of change log on disk.", log_bytes.load());
+    metric("pgpush_log_segments", "gauge", "Change log segments on disk.", log_segments.load());
+    metric("pgpush_log_syncs_total", "counter", "Change log fdatasync calls (group commits).",
+           log_syncs.load());
+    metric("pgpush_log_durable_lsn", "gauge", "WAL position the change log holds durably.",
+           log_durable_lsn.load());
+    metric("pgpush_heartbeats_total", "counter", "Heartbeat messages written to advance the slot.",
+           heartbeats.load());
     metric("pgpush_database_up", "gauge", "1 when the last database probe succeeded.",
            db_up.load() ? 1 : 0);
     metric("pgpush_replication_connected", "gauge", "1 while the replication stream is connected.",
@@ -65,9 +80,17 @@ std::string metrics::prometheus() const {
     metric("pgpush_replication_lag_bytes", "gauge",
            "WAL written by the server and not yet received.",
            server > received ? server - received : 0);
+    const auto restart = slot_restart_lsn.load();
+    const auto retained = server > restart && restart ? server - restart : 0;
     metric("pgpush_slot_retained_wal_bytes", "gauge",
-           "WAL the slot keeps (server position - confirmed).",
+           "WAL the slot keeps (server position - restart_lsn).", retained);
+    metric("pgpush_slot_unconfirmed_bytes", "gauge",
+           "WAL between the slot's confirmed position and the server's.",
            server > confirmed ? server - confirmed : 0);
+    const auto alarm = retained_wal_alarm_bytes.load();
+    metric("pgpush_slot_retained_wal_alarm", "gauge",
+           "1 when retained WAL is over --max-retained-wal (or the slot is invalidated).",
+           (alarm && retained > alarm) || !slot_ok.load() ? 1 : 0);
     const auto last = last_commit_time_us.load();
     double lag_seconds = 0;
     if (last > 0 && server > received) {

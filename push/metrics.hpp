@@ -30,6 +30,17 @@ struct metrics {
     std::atomic<std::uint64_t> snapshot_rows{0};
     std::atomic<std::uint64_t> snapshot_retries{0};
     std::atomic<std::int64_t> snapshots_running{0};
+    // Resumes (subscribe with `after`) and the change log.
+    std::atomic<std::uint64_t> resumes{0};
+    std::atomic<std::uint64_t> resyncs{0}; // resync_required sent
+    std::atomic<std::uint64_t> events_replayed{0};
+    std::atomic<bool> log_enabled{false};
+    std::atomic<std::uint64_t> log_bytes{0}; // on disk
+    std::atomic<std::uint64_t> log_segments{0};
+    std::atomic<std::uint64_t> log_syncs{0};
+    std::atomic<std::uint64_t> log_durable_lsn{0};
+    std::atomic<std::uint64_t> heartbeats{0};
+    std::atomic<std::uint64_t> retained_wal_alarm_bytes{0}; // threshold; 0: off
     // From the stream and the database probe.
     std::atomic<bool> db_up{false};
     std::atomic<bool> stream_connected{false};
@@ -40,6 +51,7 @@ struct metrics {
     std::atomic<std::uint64_t> slot_confirmed_lsn{0};
     std::atomic<std::int64_t> last_commit_time_us{0}; // of the last transaction handled (Unix)
     std::atomic<bool> slot_ok{false};
+    std::atomic<std::uint64_t> slot_restart_lsn{0};
 
     void count_error(const std::string& code); // errors sent to clients, by code
     void count_table_change(const std::string& table);

@@ -46,7 +46,7 @@ struct subscribe {
     std::string query;
     std::vector<nlohmann::json> params;
     bool snapshot = true;
-    std::optional<std::string> after; // resume position (change log: not yet)
+    std::optional<std::string> after; // resume: replay the change log after this position
 };
 
 struct unsubscribe {

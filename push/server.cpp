@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <sys/resource.h>
 #include <thread>
 
@@ -112,6 +113,15 @@ void prepare_tables(const serve_config& c, const rules::rule_set& rules) {
     }
 }
 
+cdc::lsn slot_confirmed_lsn(const serve_config& c) {
+    pqxx::connection conn(c.db);
+    pqxx::nontransaction tx(conn);
+    auto r = tx.exec_params(
+        "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.slot);
+    if (r.empty() || r[0][0].is_null()) return {};
+    return cdc::parse_lsn(r[0][0].as<std::string>()).value_or(cdc::lsn{});
+}
+
 void raise_fd_limit() {
     rlimit r{};
     if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
@@ -159,6 +169,49 @@ int serve(const serve_config& c) {
     }
 
     metrics stats;
+    // The change log, recovered, and checked against the slot: if the slot was confirmed past
+    // what the log holds, the log lost history (a different disk, a restore, damage) and its
+    // positions cannot be trusted for resumes any more.
+    std::unique_ptr<log::change_log> change_log;
+    if (c.log_enabled) {
+        log::log_options lo;
+        // One log per slot: it is the slot's history.
+        lo.dir = std::filesystem::path(c.data_dir) / (c.slot + ".log");
+        lo.segment_bytes = c.log_segment_bytes;
+        lo.retain_bytes = c.log_retain_bytes;
+        lo.retain_age = c.log_retain_age;
+        lo.fsync = c.log_fsync;
+        try {
+            change_log = std::make_unique<log::change_log>(lo);
+            const auto confirmed = slot_confirmed_lsn(c);
+            const auto& rec = change_log->recovered();
+            if (!rec.damage.empty()) {
+                spdlog::error("change log {}: {}; it was set aside and a new epoch begins: "
+                              "clients resuming from before get resync_required",
+                              lo.dir.string(), rec.damage);
+            } else if (!rec.fresh && confirmed > rec.covered) {
+                change_log->reset("the slot was confirmed to " + cdc::to_string(confirmed) +
+                                      " but the log reaches only " + cdc::to_string(rec.covered),
+                                  confirmed);
+                spdlog::error("change log {}: {}; it was set aside and a new epoch begins",
+                              lo.dir.string(), change_log->recovered().damage);
+            }
+            const auto& r = change_log->recovered();
+            spdlog::info("change log {} (epoch {:016x}){}{}", lo.dir.string(), r.epoch,
+                         r.fresh ? ": new" : ": resumes after " + cdc::to_string(r.last),
+                         r.truncated_bytes
+                             ? fmt::format(", cut {} byte(s) of unfinished tail", r.truncated_bytes)
+                             : "");
+        } catch (const std::exception& e) {
+            die("bad_data_dir", e.what());
+        }
+        stats.log_enabled = true;
+    } else {
+        spdlog::warn("running without a change log (--no-log): the slot is confirmed as changes "
+                     "are sent, a crash can lose them for clients, and resumes are refused");
+    }
+    stats.retained_wal_alarm_bytes = c.max_retained_wal_bytes;
+
     net::io_context cdc_io(1);
     cdc::type_catalog types;
     cdc::catalog_loader loader(c.db);
@@ -180,12 +233,14 @@ int serve(const serve_config& c) {
         },
         c.hub);
     the_hub.set_rules(store.current());
+    the_hub.set_log(change_log.get());
 
     cdc::stream_config sc;
     sc.conninfo = c.db;
     sc.slot = c.slot;
     sc.publications = {c.publication};
     sc.status_interval = c.status_interval;
+    sc.follow_keepalives = !change_log; // with a log, only what it holds is confirmed
     cdc::replication_stream stream(
         cdc_io.get_executor(), sc, types, the_hub, [&](std::span<const cdc::oid> ids) {
             try {
@@ -195,6 +250,15 @@ int serve(const serve_config& c) {
             }
         });
     the_hub.confirm = [&](cdc::lsn l) { stream.confirm(l); };
+    if (change_log) {
+        // What the log already has is not handed over again.
+        const auto& r = change_log->recovered();
+        if (r.last_commit.valid()) stream.skip_through(r.last_commit);
+        change_log->on_durable([&](cdc::lsn l) {
+            stats.log_durable_lsn = l.value;
+            net::post(cdc_io, [&stream, l] { stream.confirm(l); });
+        });
+    }
 
     cdc::notify_listener notifications(cdc_io.get_executor(), c.db,
                                        {[&](const cdc::notification& n) { the_hub.on_notify(n); },
@@ -255,6 +319,8 @@ int serve(const serve_config& c) {
     std::atomic<bool> stopping{false};
     std::thread prober([&] {
         std::unique_ptr<pqxx::connection> conn;
+        auto next_heartbeat = std::chrono::steady_clock::now() + c.heartbeat_interval;
+        bool retained_alarm = false;
         while (!stopping) {
             try {
                 if (!conn || !conn->is_open()) conn = std::make_unique<pqxx::connection>(c.db);
@@ -262,20 +328,56 @@ int serve(const serve_config& c) {
                 auto r = tx.exec_params(
                     "SELECT pg_current_wal_lsn()::text, (SELECT confirmed_flush_lsn::text FROM "
                     "pg_replication_slots WHERE slot_name = $1), (SELECT wal_status FROM "
+                    "pg_replication_slots WHERE slot_name = $1), (SELECT restart_lsn::text FROM "
                     "pg_replication_slots WHERE slot_name = $1)",
                     c.slot);
+                if (!r[0][3].is_null()) {
+                    if (auto l = cdc::parse_lsn(r[0][3].as<std::string>()))
+                        stats.slot_restart_lsn = l->value;
+                }
+                // A heartbeat: a logical message the stream sees even when the published tables
+                // are idle, so the slot (and the WAL it holds) moves on once the log has it.
+                if (change_log && std::chrono::steady_clock::now() >= next_heartbeat) {
+                    tx.exec("SELECT pg_logical_emit_message(false, 'pgpush', 'heartbeat')");
+                    ++stats.heartbeats;
+                    next_heartbeat = std::chrono::steady_clock::now() + c.heartbeat_interval;
+                }
                 stats.db_up = true;
                 if (auto l = cdc::parse_lsn(r[0][0].as<std::string>())) stats.server_lsn = l->value;
                 if (!r[0][1].is_null()) {
                     if (auto l = cdc::parse_lsn(r[0][1].as<std::string>()))
                         stats.slot_confirmed_lsn = l->value;
                 }
+                const bool was_ok = stats.slot_ok;
                 stats.slot_ok = !r[0][2].is_null() && r[0][2].as<std::string>() != "lost";
+                if (was_ok && !stats.slot_ok) {
+                    spdlog::error("replication slot \"{}\" is {}", c.slot,
+                                  r[0][2].is_null() ? "gone" : "invalidated (wal_status lost)");
+                }
+                const auto server = stats.server_lsn.load(),
+                           restart = stats.slot_restart_lsn.load();
+                const bool over = c.max_retained_wal_bytes && restart && server > restart &&
+                                  server - restart > c.max_retained_wal_bytes;
+                if (over && !retained_alarm) {
+                    spdlog::warn("replication slot \"{}\" retains {} MiB of WAL (over "
+                                 "--max-retained-wal {} MiB): is pgpush keeping up?",
+                                 c.slot, (server - restart) >> 20, c.max_retained_wal_bytes >> 20);
+                }
+                retained_alarm = over;
+                if (change_log) {
+                    auto ls = change_log->statistics();
+                    stats.log_bytes = ls.bytes_on_disk;
+                    stats.log_segments = ls.segments;
+                    stats.log_syncs = ls.syncs;
+                }
             } catch (const std::exception&) {
                 stats.db_up = false;
                 conn.reset();
             }
-            for (int i = 0; i < 50 && !stopping; ++i)
+            const auto period =
+                std::min<std::chrono::milliseconds>(std::chrono::seconds(5), c.heartbeat_interval);
+            for (auto slept = std::chrono::milliseconds(0); slept < period && !stopping;
+                 slept += std::chrono::milliseconds(100))
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     });

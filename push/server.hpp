@@ -4,6 +4,7 @@
 // NOTIFY listener, rules reloading and the WebSocket server, and shuts them down in order.
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,17 @@ struct serve_config {
     bool replica_identity_full = true; // set REPLICA IDENTITY FULL on tables in the rules
     std::size_t snapshot_workers = 4;
     std::chrono::milliseconds status_interval{10'000};
+    // The durable change log (docs/architecture.md). Off: the slot is confirmed as changes are
+    // handed to clients, and resumes get resync_required.
+    bool log_enabled = true;
+    std::string data_dir = "pgpush-data";
+    std::size_t log_segment_bytes = 64u << 20;
+    std::uint64_t log_retain_bytes = 1ull << 30;
+    std::chrono::seconds log_retain_age{24 * 3600};
+    bool log_fsync = true;
+    // A logical message on this period moves the slot while the published tables are idle.
+    std::chrono::milliseconds heartbeat_interval{10'000};
+    std::uint64_t max_retained_wal_bytes = 1ull << 30; // alarm (log + metric) above this
     jwt_config jwt;
     session_limits limits;
     hub_limits hub;

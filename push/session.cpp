@@ -208,12 +208,6 @@ void ws_session::handle(std::string_view text) {
     hub& h = ctx_.the_hub;
     std::weak_ptr<client> self = shared_from_this();
     if (auto* s = std::get_if<protocol::subscribe>(&message)) {
-        if (s->after) {
-            error(error_code::resync_required,
-                  "resuming after a position is not available yet: subscribe without \"after\"",
-                  s->id);
-            return;
-        }
         if (!take_token()) {
             error(error_code::rate_limited, "too many subscribe requests: slow down", s->id);
             return;
@@ -224,6 +218,7 @@ void ws_session::handle(std::string_view text) {
                                  std::move(s->query),
                                  std::move(s->params),
                                  s->snapshot,
+                                 std::move(s->after),
                                  claims_};
         net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
     } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {

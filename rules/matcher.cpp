@@ -301,6 +301,37 @@ void matcher::match(std::string_view table, change_kind kind, std::span<const va
     }
 }
 
+std::optional<event_kind> decide(change_kind kind, const predicate& filter,
+                                 const predicate* updates, std::span<const value> row,
+                                 std::span<const value> old) {
+    auto holds = [](const predicate& p, const row_values& r) {
+        return p.evaluate(r) == tri::true_;
+    };
+    switch (kind) {
+    case change_kind::insert:
+        if (holds(filter, {row, {}, nullptr})) return event_kind::insert;
+        return std::nullopt;
+    case change_kind::delete_:
+        if (!old.empty() && holds(filter, {old, {}, nullptr})) return event_kind::delete_;
+        return std::nullopt;
+    case change_kind::update: {
+        const bool n = holds(filter, {row, {}, nullptr});
+        if (old.empty()) return n ? std::optional(event_kind::update) : std::nullopt;
+        const bool o = holds(filter, {old, {}, nullptr});
+        if (n && o) {
+            if (updates == nullptr || holds(*updates, {row, old, nullptr})) {
+                return event_kind::update;
+            }
+            return std::nullopt;
+        }
+        if (n) return event_kind::insert;
+        if (o) return event_kind::delete_;
+        return std::nullopt;
+    }
+    }
+    return std::nullopt;
+}
+
 void matcher::all(std::string_view table, std::vector<subscription_id>& out) const {
     auto tt = impl_->tables.find(table);
     if (tt == impl_->tables.end()) return;

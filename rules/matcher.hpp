@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,14 @@ struct hit {
     subscription_id id;
     event_kind event;
 };
+
+// What one subscription makes of one change, by pgoutput's rule for UPDATE (old and new match:
+// update, if `updates` allows; only new: insert; only old: delete; neither: nothing). The
+// matcher decides the same for many subscriptions at once; this is the one-at-a-time form
+// (replays from the change log).
+std::optional<event_kind> decide(change_kind kind, const predicate& filter,
+                                 const predicate* updates, std::span<const value> row,
+                                 std::span<const value> old);
 
 class matcher {
 public:

@@ -227,6 +227,7 @@ TEST_F(change_log_test, retention_by_size_makes_old_positions_too_old) {
     // Retention runs on the writer thread after a segment rolls; one more roll triggers it.
     for (std::uint64_t n = 301; n <= 320; ++n)
         write_txn(log, n, 5);
+    log.drain();
     auto s = log.statistics();
     EXPECT_LE(s.bytes_on_disk, 16u * 1024 + 4096 * 2);
     EXPECT_GT(s.oldest, (cdc::position{cdc::lsn{0x100}, 0}));

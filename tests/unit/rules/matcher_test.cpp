@@ -580,32 +580,36 @@ hit_set brute_force(const std::map<subscription_id, live_subscription>& subs, ch
     const row_values new_row{row, {}, nullptr};
     const row_values old_row{old, {}, nullptr};
     for (const auto& [id, s] : subs) {
+        std::optional<event_kind> e;
         switch (kind) {
         case change_kind::insert:
-            if (holds(s.filter, new_row)) out.push_back({id, event_kind::insert});
+            if (holds(s.filter, new_row)) e = event_kind::insert;
             break;
         case change_kind::delete_:
-            if (!old.empty() && holds(s.filter, old_row)) out.push_back({id, event_kind::delete_});
+            if (!old.empty() && holds(s.filter, old_row)) e = event_kind::delete_;
             break;
         case change_kind::update: {
             const bool n = holds(s.filter, new_row);
             if (old.empty()) {
-                if (n) out.push_back({id, event_kind::update});
+                if (n) e = event_kind::update;
                 break;
             }
             const bool o = holds(s.filter, old_row);
             if (n && o) {
                 if (!s.updates || holds(s.updates, row_values{row, old, nullptr})) {
-                    out.push_back({id, event_kind::update});
+                    e = event_kind::update;
                 }
             } else if (n) {
-                out.push_back({id, event_kind::insert});
+                e = event_kind::insert;
             } else if (o) {
-                out.push_back({id, event_kind::delete_});
+                e = event_kind::delete_;
             }
             break;
         }
         }
+        if (e) out.push_back({id, *e});
+        // The one-subscription form (used by replays) decides the same.
+        EXPECT_EQ(decide(kind, *s.filter, s.updates, row, old), e);
     }
     return sorted(out);
 }
