@@ -424,6 +424,7 @@ void change_log::write_loop() {
             ::fdatasync(fd);
             if (rolled) sync_dir(options_.dir);
         }
+        if (options_.sync_delay.count()) std::this_thread::sleep_for(options_.sync_delay);
         if (rolled) apply_retention();
         std::function<void(cdc::lsn)> report;
         {

@@ -47,6 +47,9 @@ struct log_options {
     std::uint64_t retain_bytes = 1ull << 30;
     std::chrono::seconds retain_age{24 * 3600};
     bool fsync = true; // off only in tests and benchmarks of the cost of durability
+    // Fault injection for tests: each sync takes at least this long, which widens the window in
+    // which a bug that confirms before durability would show.
+    std::chrono::milliseconds sync_delay{0};
 };
 
 // What opening found.

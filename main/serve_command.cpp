@@ -99,6 +99,8 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
     cmd->add_option("--max-retained-wal", c.max_retained_wal_bytes,
                     "Bytes of WAL the slot may hold before pgpush warns (0: never)")
         ->capture_default_str();
+    // Hidden: fault injection for the durability tests.
+    cmd->add_option("--test-log-sync-delay-ms", o.log_sync_delay_ms)->group("");
     cmd->add_option("--status-interval", o.status_interval_ms,
                     "Milliseconds between replication status updates")
         ->capture_default_str();
@@ -129,6 +131,7 @@ int run_serve(serve_options& o) {
     c.jwt.leeway = std::chrono::seconds(o.jwt_leeway_seconds);
     c.limits.auth_timeout = std::chrono::seconds(o.auth_timeout_seconds);
     c.status_interval = std::chrono::milliseconds(o.status_interval_ms);
+    c.log_sync_delay = std::chrono::milliseconds(o.log_sync_delay_ms);
     c.log_retain_age = std::chrono::seconds(static_cast<long>(o.log_retain_hours * 3600));
     c.heartbeat_interval = std::chrono::milliseconds(std::max(100, o.heartbeat_interval_ms));
     return push::serve(c);

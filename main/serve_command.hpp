@@ -17,6 +17,7 @@ struct serve_options {
     int status_interval_ms = 10'000;
     double log_retain_hours = 24;
     int heartbeat_interval_ms = 10'000;
+    int log_sync_delay_ms = 0;
 };
 
 // `pgpush serve`: the engine (docs/protocol.md, docs/serve.md).

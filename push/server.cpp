@@ -181,6 +181,7 @@ int serve(const serve_config& c) {
         lo.retain_bytes = c.log_retain_bytes;
         lo.retain_age = c.log_retain_age;
         lo.fsync = c.log_fsync;
+        lo.sync_delay = c.log_sync_delay;
         try {
             change_log = std::make_unique<log::change_log>(lo);
             const auto confirmed = slot_confirmed_lsn(c);

@@ -33,6 +33,7 @@ struct serve_config {
     std::uint64_t log_retain_bytes = 1ull << 30;
     std::chrono::seconds log_retain_age{24 * 3600};
     bool log_fsync = true;
+    std::chrono::milliseconds log_sync_delay{0}; // tests only (fault injection)
     // A logical message on this period moves the slot while the published tables are idle.
     std::chrono::milliseconds heartbeat_interval{10'000};
     std::uint64_t max_retained_wal_bytes = 1ull << 30; // alarm (log + metric) above this
