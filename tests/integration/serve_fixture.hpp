@@ -3,6 +3,7 @@
 // Shared by the `pgpush serve` integration tests: one cluster and one chat schema per test
 // binary, a running engine per test (its own slot and publication), real WebSocket clients.
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -119,6 +120,26 @@ channels:
     }
 
     subprocess& server() { return *server_; }
+
+    // Puts the shared cluster back to the schema's starting data (messages and audit empty, ids
+    // from 1; rooms 1-3 only) and drops the slots of engines that have stopped, so a test does not
+    // depend on the ones before it. Call it before start(): a running engine would see the
+    // TRUNCATE.
+    void reset_data() {
+        pg().exec(R"(
+            TRUNCATE messages, audit RESTART IDENTITY;
+            DELETE FROM rooms WHERE id > 3;
+            SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active;
+        )");
+    }
+
+    // Replaces the running engine's rules file as editors save: a whole new file renamed over the
+    // old one, so the engine never reads a half-written file.
+    void rewrite_rules(const std::string& rules) {
+        const std::string tmp = rules_path_ + ".new";
+        std::ofstream(tmp) << rules;
+        ASSERT_EQ(std::rename(tmp.c_str(), rules_path_.c_str()), 0) << rules_path_;
+    }
 
     static inline std::unique_ptr<pg_cluster> cluster_;
     std::unique_ptr<subprocess> server_;
