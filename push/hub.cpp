@@ -73,6 +73,7 @@ struct hub::subscription {
     std::string query;
     std::vector<nlohmann::json> params;
     bool snapshot = true;
+    bool transactions = false;
     std::shared_ptr<const nlohmann::json> claims;
 
     rules::subscription_plan plan;
@@ -92,10 +93,25 @@ struct hub::subscription {
         frame f;
         cdc::transaction_id xid;
         cdc::lsn commit_lsn;
+        std::string_view type; // of the event, for a transaction message
+        cdc::position pos;
     };
     std::vector<buffered> buffer;
     std::size_t buffer_bytes = 0;
     std::shared_ptr<std::atomic<bool>> cancel;
+
+    // "transactions": the changes of one transaction not sent yet, all of the same commit LSN.
+    struct batch_entry {
+        std::string_view type;
+        std::shared_ptr<const std::string> body;
+        cdc::position pos;
+    };
+    std::vector<batch_entry> batch;
+    std::size_t batch_bytes = 0;
+    bool batch_listed = false; // in hub::open_batches_
+    // Went live inside the batch's transaction: `ready` follows the batch's last message, so the
+    // client never holds a position past changes it has not received.
+    std::optional<cdc::position> ready_after_batch;
 
     // What the client's copy is a result of: when a new plan differs, the copy may be wrong.
     std::string shape() const {
@@ -206,6 +222,7 @@ void hub::subscribe(subscribe_request r) {
     s->query = std::move(r.query);
     s->params = std::move(r.params);
     s->snapshot = r.snapshot;
+    s->transactions = r.transactions;
     s->claims = std::move(r.claims);
     std::string message;
     if (auto code = plan(*s, message)) {
@@ -288,6 +305,65 @@ std::string hub::position_text(cdc::position p) const {
     return out;
 }
 
+// ---- transactions as one message ----
+//
+// A batch holds shared bodies (made once per projection, as for single events), never more than
+// limits_.batch_max_changes of them or about limits_.batch_max_bytes: memory stays bounded
+// however large a transaction is, and the client applies a transaction when `last` is true.
+
+void hub::batch_add(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+                    cdc::position pos) {
+    if (!s.batch.empty()) {
+        if (s.batch.front().pos.commit_lsn != pos.commit_lsn) {
+            batch_send(s, true);
+        } else if (s.batch.size() >= limits_.batch_max_changes ||
+                   s.batch_bytes + body->size() > limits_.batch_max_bytes) {
+            batch_send(s, false);
+        }
+    }
+    if (!s.batch_listed) {
+        open_batches_.push_back(s.key);
+        s.batch_listed = true;
+    }
+    s.batch_bytes += body->size();
+    s.batch.push_back({type, std::move(body), pos});
+}
+
+void hub::batch_send(subscription& s, bool last) {
+    if (s.batch.empty()) return;
+    std::vector<protocol::batch_change> changes;
+    changes.reserve(s.batch.size());
+    for (const auto& e : s.batch)
+        changes.push_back({e.type, *e.body});
+    const cdc::position end = s.batch.back().pos;
+    send(s.to, frame::of(protocol::transaction(*s.id, changes, last)));
+    s.batch.clear();
+    s.batch_bytes = 0;
+    if (!last) {
+        // Out at once: the part of a large transaction already made must not pile up here.
+        flush();
+        return;
+    }
+    if (s.ready_after_batch) {
+        send(s.to,
+             frame::of(protocol::ready(*s.id, position_text(std::max(*s.ready_after_batch, end)))));
+        s.ready_after_batch.reset();
+    }
+}
+
+void hub::batch_go_live(subscription& s, cdc::position ready_at) {
+    if (s.batch.empty()) {
+        send(s.to, frame::of(protocol::ready(*s.id, position_text(ready_at))));
+        return;
+    }
+    // `ready` follows the batch, at its end when that is later: changes buffered during a
+    // snapshot may have committed after the sync message, and a client resuming after `ready`
+    // must not get them again.
+    s.ready_after_batch = ready_at;
+    if (txn_ && s.batch.front().pos.commit_lsn == txn_->commit_lsn) return; // the rest comes live
+    batch_send(s, true);
+}
+
 // ---- resuming from the change log ----
 //
 // The replay runs on this thread, a batch of changes per turn of the event loop, so it needs no
@@ -345,8 +421,12 @@ void hub::replay_step(std::uint64_t key) {
     case log::replay_status::reached:
         s.state = subscription::phase::live;
         s.reader.reset();
-        send(s.to,
-             frame::of(protocol::ready(*s.id, position_text(std::max(until, s.resume_after)))));
+        if (s.transactions) {
+            batch_go_live(s, std::max(until, s.resume_after));
+        } else {
+            send(s.to,
+                 frame::of(protocol::ready(*s.id, position_text(std::max(until, s.resume_after)))));
+        }
         break;
     }
     flush();
@@ -365,7 +445,11 @@ void hub::replay_one(subscription& s, const cdc::change& c) {
                 return t;
             }() +
             "}");
-        send(s.to, frame{protocol::event_head("truncate"), s.id, body});
+        if (s.transactions) {
+            batch_add(s, "truncate", std::move(body), c.pos);
+        } else {
+            send(s.to, frame{protocol::event_head("truncate"), s.id, body});
+        }
         ++metrics_.events_replayed;
         return;
     }
@@ -392,10 +476,15 @@ void hub::replay_one(subscription& s, const cdc::change& c) {
         rules::decide(kind, *s.plan.filter, s.plan.updates.get(), new_values_, old_values_);
     if (!event) return;
     commit_time_json_.clear(); // event_body fills it from this change's transaction
-    send(s.to, frame{protocol::event_head(event == rules::event_kind::insert   ? "insert"
-                                          : event == rules::event_kind::update ? "update"
-                                                                               : "delete"),
-                     s.id, event_body(c, s.plan.columns, *event)});
+    const std::string_view type = event == rules::event_kind::insert   ? "insert"
+                                  : event == rules::event_kind::update ? "update"
+                                                                       : "delete";
+    auto body = event_body(c, s.plan.columns, *event);
+    if (s.transactions) {
+        batch_add(s, type, std::move(body), c.pos);
+    } else {
+        send(s.to, frame{protocol::event_head(type), s.id, std::move(body)});
+    }
     commit_time_json_.clear();
     ++metrics_.events_replayed;
 }
@@ -457,6 +546,17 @@ void hub::snapshot_done(snapshot_result r) {
 
 void hub::try_go_live(subscription& s) {
     if (s.state != subscription::phase::snapshot || !s.rows_done || !s.sync_seen) return;
+    if (s.transactions) {
+        // The buffer is in commit order, so batching it groups it by transaction.
+        for (auto& b : s.buffer)
+            batch_add(s, b.type, std::move(b.f.body), b.pos);
+        metrics_.events_out += s.buffer.size();
+        s.buffer.clear();
+        s.buffer_bytes = 0;
+        s.state = subscription::phase::live;
+        batch_go_live(s, s.sync_position);
+        return;
+    }
     for (auto& b : s.buffer)
         send(s.to, std::move(b.f));
     metrics_.events_out += s.buffer.size();
@@ -748,10 +848,15 @@ void hub::on_change(const cdc::change& c) {
             frame f{protocol::event_head("truncate"), s.id, body};
             if (s.state == subscription::phase::live) {
                 if (c.pos <= s.resume_after) continue;
-                send(s.to, std::move(f));
+                if (s.transactions) {
+                    batch_add(s, "truncate", body, c.pos);
+                } else {
+                    send(s.to, std::move(f));
+                }
                 ++metrics_.events_out;
             } else if (s.state == subscription::phase::snapshot) {
-                s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn});
+                s.buffer.push_back(
+                    {std::move(f), c.txn->xid, c.txn->commit_lsn, "truncate", c.pos});
             }
         }
         return;
@@ -790,16 +895,20 @@ void hub::on_change(const cdc::change& c) {
         const char* type = h.event == rules::event_kind::insert   ? "insert"
                            : h.event == rules::event_kind::update ? "update"
                                                                   : "delete";
-        frame f{protocol::event_head(type), s.id, body};
         if (s.state == subscription::phase::live) {
-            send(s.to, std::move(f));
+            if (s.transactions) {
+                batch_add(s, type, body, c.pos);
+            } else {
+                send(s.to, frame{protocol::event_head(type), s.id, body});
+            }
             ++metrics_.events_out;
             continue;
         }
+        frame f{protocol::event_head(type), s.id, body};
         // Still taking its snapshot: keep it until we know whether the snapshot has it.
         if (s.have_meta && c.txn->commit_lsn < s.meta.lsn && s.meta.contains(c.txn->xid)) continue;
         s.buffer_bytes += f.bytes();
-        s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn});
+        s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn, type, c.pos});
         if (s.buffer_bytes > limits_.max_buffered_bytes) {
             drop(s.key, error_code::resync_required,
                  "too many changes arrived while the snapshot was taken: subscribe again");
@@ -836,6 +945,25 @@ void hub::on_commit(const cdc::transaction_info& t, cdc::lsn end_lsn) {
     metrics_.last_commit_time_us = std::chrono::duration_cast<std::chrono::microseconds>(
                                        cdc::from_pg_timestamp(t.commit_time).time_since_epoch())
                                        .count();
+    if (!open_batches_.empty()) {
+        // Live batches of this transaction are complete. Batches of replays stay: a replay ends
+        // its batches as it reads on (a change of the next transaction) or reaches the end.
+        std::erase_if(open_batches_, [&](std::uint64_t key) {
+            auto it = subs_.find(key);
+            if (it == subs_.end()) return true; // dropped, its batch with it
+            subscription& s = *it->second;
+            if (s.batch.empty()) {
+                s.batch_listed = false;
+                return true;
+            }
+            if (s.state != subscription::phase::live ||
+                s.batch.front().pos.commit_lsn != t.commit_lsn)
+                return false;
+            batch_send(s, true);
+            s.batch_listed = false;
+            return true;
+        });
+    }
     flush();
     txn_ = nullptr;
     if (log_) {

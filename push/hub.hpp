@@ -45,6 +45,10 @@ struct hub_limits {
     std::size_t snapshot_max_rows = 100'000;
     std::size_t replay_batch = 1000;           // changes read from the log per turn of the loop
     std::size_t replay_pause_bytes = 1u << 20; // a replay waits while its client has this queued
+    // A `transaction` message holds at most this many changes, or about this many bytes of them:
+    // a larger transaction goes out in several messages, so no subscription holds a whole one.
+    std::size_t batch_max_changes = 5000;
+    std::size_t batch_max_bytes = 1u << 20;
 };
 
 class hub final : public cdc::change_sink {
@@ -78,6 +82,7 @@ public:
         bool snapshot = true;
         std::optional<std::string> after; // resume: replay from the log, no snapshot
         std::shared_ptr<const nlohmann::json> claims;
+        bool transactions = false; // each transaction's changes as one message
     };
     void subscribe(subscribe_request request);
     void unsubscribe(std::uint64_t connection, const std::string& id);
@@ -131,6 +136,14 @@ private:
                                                   const std::vector<std::size_t>& columns,
                                                   rules::event_kind event);
     std::string position_text(cdc::position p) const;
+    // "transactions" subscriptions: a change joins the subscription's batch; the batch goes out
+    // first when the change is of another transaction (last) or the batch is full (not last).
+    void batch_add(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+                   cdc::position pos);
+    void batch_send(subscription& s, bool last);
+    // The subscription's snapshot or replay is over: its batch stays open when the stream is inside
+    // that very transaction (the rest of it comes live), and then `ready` waits for the commit.
+    void batch_go_live(subscription& s, cdc::position ready_at);
     void drop(std::uint64_t key, std::optional<protocol::error_code> code,
               const std::string& message);
     void send(const std::weak_ptr<client>& to, frame f);
@@ -166,6 +179,8 @@ private:
     };
     std::unordered_map<const client*, pending> pending_;
     std::size_t pending_frames_ = 0;
+    // Subscriptions that may hold an open batch: on_commit closes those of its transaction.
+    std::vector<std::uint64_t> open_batches_;
 
     // The last transactions handed over (xids), for the snapshot race (see snapshot_pool).
     std::vector<cdc::transaction_id> recent_xids_;

@@ -136,6 +136,11 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
                 return fail(error_code::bad_message, "\"after\" must be a position string", id);
             s.after = it->get<std::string>();
         }
+        if (auto it = m.find("transactions"); it != m.end()) {
+            if (!it->is_boolean())
+                return fail(error_code::bad_message, "\"transactions\" must be true or false", id);
+            s.transactions = it->get<bool>();
+        }
         return s;
     }
     if (type == "unsubscribe") return unsubscribe{*id};
@@ -202,6 +207,37 @@ std::string_view event_head(std::string_view type) {
     if (type == "update") return "{\"type\":\"update\",\"id\":";
     if (type == "delete") return "{\"type\":\"delete\",\"id\":";
     return "{\"type\":\"truncate\",\"id\":";
+}
+
+std::string transaction(std::string_view id, std::span<const batch_change> changes, bool last) {
+    constexpr std::string_view open = "{\"type\":\"transaction\",\"id\":";
+    constexpr std::string_view position_key = ",\"position\":";
+    std::size_t size = open.size() + id.size() + 32;
+    for (const auto& c : changes)
+        size += c.type.size() + c.body.size() + 12;
+    std::string out;
+    out.reserve(size);
+    out += open;
+    out += id;
+    out += ",\"changes\":[";
+    for (std::size_t i = 0; i < changes.size(); ++i) {
+        if (i) out += ',';
+        out += "{\"type\":\"";
+        out += changes[i].type;
+        out += '"';
+        out += changes[i].body;
+    }
+    out += ']';
+    if (!changes.empty()) {
+        // A body ends with ,"position":..,"commit_time":..}: its last `,"position":` starts that
+        // trailer (a column named position comes earlier, in the row).
+        const std::string_view body = changes.back().body;
+        const auto at = body.rfind(position_key);
+        if (at != std::string_view::npos && body.back() == '}')
+            out += body.substr(at, body.size() - 1 - at);
+    }
+    out += last ? ",\"last\":true}" : ",\"last\":false}";
+    return out;
 }
 
 std::string rows_open(std::string_view id) {

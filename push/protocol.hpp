@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -47,6 +48,7 @@ struct subscribe {
     std::vector<nlohmann::json> params;
     bool snapshot = true;
     std::optional<std::string> after; // resume: replay the change log after this position
+    bool transactions = false;        // each transaction's changes as one `transaction` message
 };
 
 struct unsubscribe {
@@ -95,6 +97,18 @@ std::string unsubscribed(std::string_view id);
 //   head: {"type":"insert","id":
 //   body: ,"row":{..},"old":{..},"position":"..","commit_time":".."}
 std::string_view event_head(std::string_view type); // "insert", "update", "delete", "truncate"
+
+// A subscription with "transactions": true gets the changes of one transaction as one message:
+//   {"type":"transaction","id":..,"changes":[{"type":"insert",<body>},..],
+//    "position":"..","commit_time":..,"last":true}
+// A change is an event without its id: its type and its shared body (as above). The message's
+// position and commit_time are its last change's (a body ends with them). A transaction over the
+// hub's batch cap comes in several messages, `last` false on all but the final one.
+struct batch_change {
+    std::string_view type; // "insert", "update", "delete", "truncate"
+    std::string_view body; // ,"row":{..},..,"position":"..","commit_time":".."}
+};
+std::string transaction(std::string_view id, std::span<const batch_change> changes, bool last);
 
 // The `rows` message of a snapshot chunk: {"type":"rows","id":..,"rows":[ + rows + ]}
 std::string rows_open(std::string_view id);

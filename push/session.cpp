@@ -219,7 +219,8 @@ void ws_session::handle(std::string_view text) {
                                  std::move(s->params),
                                  s->snapshot,
                                  std::move(s->after),
-                                 claims_};
+                                 claims_,
+                                 s->transactions};
         net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
     } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {
         net::post(h.executor(), [&h, conn = id_, id = u->id] { h.unsubscribe(conn, id); });

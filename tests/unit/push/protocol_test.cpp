@@ -23,6 +23,7 @@ TEST(protocol, parses_each_client_message) {
         std::get<client_message>(parse(R"({"type":"subscribe","id":7,"query":"q"})")));
     EXPECT_EQ(numeric.id, "7");
     EXPECT_TRUE(numeric.snapshot);
+    EXPECT_FALSE(numeric.transactions);
 
     EXPECT_EQ(std::get<unsubscribe>(
                   std::get<client_message>(parse(R"({"type":"unsubscribe","id":"s1"})")))
@@ -37,6 +38,26 @@ TEST(protocol, parses_each_client_message) {
     EXPECT_EQ(
         std::get<ping>(std::get<client_message>(parse(R"({"type":"ping","data":{"n":1}})"))).data,
         json({{"n", 1}}));
+}
+
+TEST(protocol, parses_the_transactions_flag) {
+    struct flag {
+        const char* text;
+        bool transactions;
+    };
+    const flag cases[] = {
+        {R"({"type":"subscribe","id":"s","query":"q"})", false},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":true})", true},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":false})", false},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":true,"after":"p"})", true},
+        {R"({"type":"subscribe","id":"s","query":"q","snapshot":false,"transactions":true})", true},
+    };
+    for (const auto& c : cases) {
+        auto r = parse(c.text);
+        ASSERT_TRUE(std::holds_alternative<client_message>(r)) << c.text;
+        EXPECT_EQ(std::get<subscribe>(std::get<client_message>(r)).transactions, c.transactions)
+            << c.text;
+    }
 }
 
 TEST(protocol, refuses_bad_messages_with_stable_codes) {
@@ -64,6 +85,12 @@ TEST(protocol, refuses_bad_messages_with_stable_codes) {
          "\"s\""},
         {R"({"type":"subscribe","id":"s","query":"q","after":5})", error_code::bad_message,
          "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":"yes"})",
+         error_code::bad_message, "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":1})", error_code::bad_message,
+         "\"s\""},
+        {R"({"type":"subscribe","id":"s","query":"q","transactions":null})",
+         error_code::bad_message, "\"s\""},
         {R"({"type":"auth"})", error_code::bad_message, nullptr},
         {R"({"type":"auth","token":7})", error_code::bad_message, nullptr},
         {R"({"type":"listen","id":"l"})", error_code::bad_message, "\"l\""},
@@ -115,6 +142,35 @@ TEST(protocol, server_messages_are_valid_json_with_the_id_echoed_verbatim) {
     EXPECT_EQ(json::parse(std::string(event_head("update")) + "\"s\"" + ",\"row\":{}}"),
               json({{"type", "update"}, {"id", "s"}, {"row", json::object()}}));
     EXPECT_EQ(json::parse(pong(json{{"n", 1}})), json({{"type", "pong"}, {"data", {{"n", 1}}}}));
+}
+
+TEST(protocol, a_transaction_message_holds_its_changes_and_the_last_ones_position) {
+    struct batch {
+        std::vector<batch_change> changes;
+        bool last;
+        json expected;
+    };
+    const std::string insert =
+        R"(,"row":{"id":1,"position":"in the row"},"position":"e/p-0","commit_time":"t"})";
+    const std::string update =
+        R"(,"row":{"id":1},"old":{"id":0},"position":"e/p-1","commit_time":"t"})";
+    const std::string truncate = R"(,"position":"e/p-2","commit_time":"t"})";
+    const batch cases[] = {
+        {{{"insert", insert}}, true, json::parse(R"({"type":"transaction","id":"s","changes":[
+             {"type":"insert","row":{"id":1,"position":"in the row"},"position":"e/p-0","commit_time":"t"}],
+             "position":"e/p-0","commit_time":"t","last":true})")},
+        {{{"insert", insert}, {"update", update}, {"truncate", truncate}},
+         false,
+         json::parse(R"({"type":"transaction","id":"s","changes":[
+             {"type":"insert","row":{"id":1,"position":"in the row"},"position":"e/p-0","commit_time":"t"},
+             {"type":"update","row":{"id":1},"old":{"id":0},"position":"e/p-1","commit_time":"t"},
+             {"type":"truncate","position":"e/p-2","commit_time":"t"}],
+             "position":"e/p-2","commit_time":"t","last":false})")},
+    };
+    for (const auto& c : cases) {
+        const auto text = transaction("\"s\"", c.changes, c.last);
+        EXPECT_EQ(json::parse(text), c.expected) << text;
+    }
 }
 
 TEST(protocol, notify_payload_is_embedded_when_json_else_a_string) {
