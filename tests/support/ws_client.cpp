@@ -23,6 +23,7 @@ struct ws_client::impl {
     beast::flat_buffer buffer;
     bool closed = false;
     bool reading = true;
+    bool timed_out = false;
 };
 
 ws_client::ws_client(int port, const std::string& target) : impl_(std::make_unique<impl>()) {
@@ -67,6 +68,7 @@ std::optional<nlohmann::json> ws_client::next(std::chrono::milliseconds timeout)
         while (!result)
             impl_->io.run_one();
         impl_->closed = true;
+        impl_->timed_out = true;
         return std::nullopt;
     }
     if (*result) {
@@ -95,6 +97,10 @@ bool ws_client::closed() const {
     return impl_->closed;
 }
 
+bool ws_client::timed_out() const {
+    return impl_->timed_out;
+}
+
 int ws_client::close_code() const {
     return static_cast<int>(impl_->ws.reason().code);
 }
@@ -107,6 +113,11 @@ void ws_client::stop_reading() {
     // Shrink our receive buffer so the server's writes back up quickly.
     beast::get_lowest_layer(impl_->ws).socket().set_option(
         net::socket_base::receive_buffer_size(4096));
+}
+
+void ws_client::resume_reading() {
+    beast::get_lowest_layer(impl_->ws).socket().set_option(
+        net::socket_base::receive_buffer_size(4 * 1024 * 1024));
 }
 
 std::pair<int, std::string> http_get(int port, const std::string& target) {
@@ -125,9 +136,15 @@ std::pair<int, std::string> http_get(int port, const std::string& target) {
 
 std::string make_token(const nlohmann::json& claims, const std::string& secret,
                        const std::string& alg) {
+    return make_token(claims, secret, alg, nlohmann::json::object());
+}
+
+std::string make_token(const nlohmann::json& claims, const std::string& secret,
+                       const std::string& alg, const nlohmann::json& headers) {
     jwt_t* jwt = nullptr;
     jwt_new(&jwt);
     jwt_add_grants_json(jwt, claims.dump().c_str());
+    if (!headers.empty()) jwt_add_headers_json(jwt, headers.dump().c_str());
     jwt_set_alg(jwt, jwt_str_alg(alg.c_str()),
                 reinterpret_cast<const unsigned char*>(secret.data()),
                 static_cast<int>(secret.size()));

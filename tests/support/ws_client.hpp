@@ -36,12 +36,17 @@ public:
 
     // True once the server closed the connection (a next() returned nullopt because of it).
     bool closed() const;
+    // True when a next() gave up at its deadline (so closed() is our doing, not the server's).
+    bool timed_out() const;
     // The close code and reason the server sent (0/"" if none).
     int close_code() const;
     std::string close_reason() const;
 
     // Stops reading from the socket: the server's queue for us fills (slow-consumer tests).
     void stop_reading();
+    // Undoes stop_reading(): a full-size receive buffer, so what the server had queued (however
+    // much) drains quickly on the next reads.
+    void resume_reading();
 
 private:
     struct impl;
@@ -54,5 +59,10 @@ std::pair<int, std::string> http_get(int port, const std::string& target);
 // An HS256 token for tests (libjwt), with `claims` and the given secret.
 std::string make_token(const nlohmann::json& claims, const std::string& secret,
                        const std::string& alg = "HS256");
+
+// A token signed with `key` (an HMAC secret for HS*, a private key PEM for RS*/ES*) whose header
+// also carries `headers` (e.g. {"kid": "k1"}), for key-selection and algorithm tests.
+std::string make_token(const nlohmann::json& claims, const std::string& key, const std::string& alg,
+                       const nlohmann::json& headers);
 
 } // namespace pgpush::testing
