@@ -1,5 +1,6 @@
 #include "cdc/change_assembler.hpp"
 
+#include <limits>
 #include <string>
 #include <variant>
 
@@ -224,7 +225,13 @@ void change_assembler::on(pgoutput::message& m) {
         if (hand_over) sink_.on_message(lm);
         return;
     }
-    lm.pos = position{m.message_lsn, 0};
+    // pgoutput gives a non-transactional message the LSN where its record ends, which is where
+    // the next record (possibly the next transaction's commit) begins: a position of
+    // (message_lsn, 0) would equal that transaction's first change. Just below it, the message
+    // sorts after every transaction committed before it and before every one committed after.
+    lm.pos = m.message_lsn.valid()
+                 ? position{lsn{m.message_lsn.value - 1}, std::numeric_limits<std::uint32_t>::max()}
+                 : position{};
     if (messages_through_.valid() && m.message_lsn <= messages_through_) return;
     messages_through_ = m.message_lsn;
     sink_.on_message(lm);

@@ -84,6 +84,7 @@ struct hub::subscription {
     // A resumed subscription never gets a change at or before the position it resumed after.
     cdc::position resume_after;
     std::unique_ptr<log::log_reader> reader;
+    bool replay_shape_changed = false; // the replay met a change of an older table shape
     bool rows_done = false;
     bool sync_seen = false;
     cdc::position sync_position;
@@ -404,7 +405,11 @@ void hub::replay_step(std::uint64_t key) {
     } catch (const std::exception& e) {
         spdlog::error("replaying the change log for subscription {}: {}", *s.id, e.what());
     }
-    if (subs_.find(key) == subs_.end()) { // replay_one dropped it
+    if (s.replay_shape_changed) {
+        // Dropped only now: the reader had to finish its call first.
+        ++metrics_.resyncs;
+        drop(key, error_code::resync_required,
+             "the table changed shape since that position: subscribe again without \"after\"");
         flush();
         return;
     }
@@ -433,7 +438,7 @@ void hub::replay_step(std::uint64_t key) {
 }
 
 void hub::replay_one(subscription& s, const cdc::change& c) {
-    if (c.relation->qualified_name != s.plan.table) return;
+    if (s.replay_shape_changed || c.relation->qualified_name != s.plan.table) return;
     table_state* ts = table_for(s.plan.table);
     if (!ts) return;
     if (c.op == cdc::change_op::truncate) {
@@ -460,9 +465,7 @@ void hub::replay_one(subscription& s, const cdc::change& c) {
     for (std::size_t i = 0; same && i < cols.size(); ++i)
         same = cols[i].name == ts->schema.columns[i].name;
     if (!same) {
-        ++metrics_.resyncs;
-        drop(s.key, error_code::resync_required,
-             "the table changed shape since that position: subscribe again without \"after\"");
+        s.replay_shape_changed = true;
         return;
     }
     std::vector<std::size_t> all(cols.size());
@@ -557,12 +560,21 @@ void hub::try_go_live(subscription& s) {
         batch_go_live(s, s.sync_position);
         return;
     }
-    for (auto& b : s.buffer)
+    // `ready` stands at the sync message: buffered changes from before it come first, those the
+    // stream handed over after it (while the snapshot was still finishing) come after it, so a
+    // client resuming after any position it received never gets one twice.
+    bool ready_sent = false;
+    for (auto& b : s.buffer) {
+        if (!ready_sent && s.sync_position < b.pos) {
+            send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
+            ready_sent = true;
+        }
         send(s.to, std::move(b.f));
+    }
+    if (!ready_sent) send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
     metrics_.events_out += s.buffer.size();
     s.buffer.clear();
     s.buffer_bytes = 0;
-    send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
     s.state = subscription::phase::live;
 }
 
@@ -582,11 +594,12 @@ void hub::drop(std::uint64_t key, std::optional<error_code> code, const std::str
     --metrics_.subscriptions;
 }
 
-void hub::unsubscribe(std::uint64_t connection, const std::string& id) {
+void hub::unsubscribe(std::uint64_t connection, const std::string& id,
+                      std::weak_ptr<client> to_if_unknown) {
     auto key = key_of(connection, id);
     if (key == 0) {
         // It may be a listen id.
-        unlisten(connection, id);
+        unlisten(connection, id, std::move(to_if_unknown));
         return;
     }
     auto to = subs_.at(key)->to;
@@ -637,7 +650,8 @@ void hub::listen(std::weak_ptr<client> to, std::uint64_t connection,
     flush();
 }
 
-void hub::unlisten(std::uint64_t connection, const std::string& id) {
+void hub::unlisten(std::uint64_t connection, const std::string& id,
+                   std::weak_ptr<client> to_if_unknown) {
     for (auto& [ch, entries] : listeners_) {
         for (auto it = entries.begin(); it != entries.end(); ++it) {
             if ((*it)->connection == connection && *(*it)->id == id) {
@@ -650,6 +664,9 @@ void hub::unlisten(std::uint64_t connection, const std::string& id) {
             }
         }
     }
+    send_error(to_if_unknown, error_code::unknown_id, "no subscription or listen with id " + id,
+               id);
+    flush();
 }
 
 void hub::disconnect(std::uint64_t connection) {

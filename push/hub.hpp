@@ -85,11 +85,13 @@ public:
         bool transactions = false; // each transaction's changes as one message
     };
     void subscribe(subscribe_request request);
-    void unsubscribe(std::uint64_t connection, const std::string& id);
+    // `to` hears `unknown_id` when the id is neither a subscription nor a listen.
+    void unsubscribe(std::uint64_t connection, const std::string& id,
+                     std::weak_ptr<client> to = {});
     void listen(std::weak_ptr<client> to, std::uint64_t connection,
                 std::shared_ptr<const std::string> id, const std::string& channel,
                 std::shared_ptr<const nlohmann::json> claims);
-    void unlisten(std::uint64_t connection, const std::string& id);
+    void unlisten(std::uint64_t connection, const std::string& id, std::weak_ptr<client> to = {});
     void disconnect(std::uint64_t connection);
     // New claims for a connection (a fresh token): every subscription is planned again with them.
     void reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohmann::json> claims);

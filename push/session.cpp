@@ -223,7 +223,8 @@ void ws_session::handle(std::string_view text) {
                                  s->transactions};
         net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
     } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {
-        net::post(h.executor(), [&h, conn = id_, id = u->id] { h.unsubscribe(conn, id); });
+        net::post(h.executor(),
+                  [&h, conn = id_, id = u->id, self] { h.unsubscribe(conn, id, self); });
     } else if (auto* l = std::get_if<protocol::listen>(&message)) {
         if (!take_token()) {
             error(error_code::rate_limited, "too many listen requests: slow down", l->id);
@@ -234,7 +235,8 @@ void ws_session::handle(std::string_view text) {
                    channel = l->channel,
                    claims = claims_] { h.listen(self, conn, id, channel, claims); });
     } else if (auto* ul = std::get_if<protocol::unlisten>(&message)) {
-        net::post(h.executor(), [&h, conn = id_, id = ul->id] { h.unlisten(conn, id); });
+        net::post(h.executor(),
+                  [&h, conn = id_, id = ul->id, self] { h.unlisten(conn, id, self); });
     }
 }
 
@@ -386,7 +388,7 @@ void ws_session::on_write(beast::error_code ec, std::size_t bytes) {
         write(); // flushing before a graceful close
     } else if (close_after_) {
         close_after_ = false;
-        ws_.async_close(websocket::close_reason(websocket::close_code::going_away, close_reason_),
+        ws_.async_close(websocket::close_reason(close_code_, close_reason_),
                         [self = shared_from_this()](beast::error_code) {});
     } else if (closing_) {
         // A close was requested while writing: the socket is dropped now.
@@ -401,7 +403,14 @@ void ws_session::close(websocket::close_code code, std::string reason) {
     if (closing_) return;
     closing_ = true;
     if (timer_) timer_->cancel();
-    if (writing_) return; // on_write drops the socket
+    if (writing_) {
+        // Beast allows one write at a time: the close frame follows what is queued (the error
+        // that explains it, usually), sent by on_write.
+        close_after_ = true;
+        close_code_ = code;
+        close_reason_ = std::move(reason);
+        return;
+    }
     ws_.async_close(websocket::close_reason(code, reason),
                     [self = shared_from_this()](beast::error_code) {});
 }

@@ -113,7 +113,8 @@ private:
     std::array<net::const_buffer, 3> out_;
     bool writing_ = false;
     bool closing_ = false;     // a close is under way or done
-    bool close_after_ = false; // close once the queue is written
+    bool close_after_ = false; // close once the queue is written, with:
+    websocket::close_code close_code_ = websocket::close_code::going_away;
     std::string close_reason_;
     flow_gate flow_;
     std::shared_ptr<const nlohmann::json> claims_;

@@ -16,12 +16,14 @@ namespace pgpush::push {
 bool snapshot_meta::contains(cdc::transaction_id xid) const {
     if (!taken) return false;
     // Widen the stream's 32-bit xid to the snapshot's 64-bit (epoch-qualified) numbering: it is
-    // the one nearest below xmax with the same low 32 bits.
-    std::uint64_t full = (xmax & ~std::uint64_t{0xFFFFFFFF}) | xid;
-    if (full >= xmax) {
-        if (full < (std::uint64_t{1} << 32)) return true; // from before the epoch: long committed
-        full -= std::uint64_t{1} << 32;
-    }
+    // the one nearest to xmax with the same low 32 bits (xids are compared modulo 2^32 within
+    // 2^31 of each other, as Postgres compares them). At or above xmax: it began after the
+    // snapshot, which cannot contain it.
+    const auto delta = static_cast<std::int32_t>(xid - static_cast<std::uint32_t>(xmax));
+    if (delta >= 0) return false;
+    const std::uint64_t back = static_cast<std::uint64_t>(-static_cast<std::int64_t>(delta));
+    if (back > xmax) return true; // before xid numbering began: long committed
+    const std::uint64_t full = xmax - back;
     if (full < xmin) return true;
     return !std::binary_search(xip.begin(), xip.end(), full);
 }
@@ -160,14 +162,13 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
                 throw std::runtime_error("unreadable snapshot " + head[0].as<std::string>());
             meta->lsn = *lsn;
             meta->taken = true;
-            // A transaction streamed before the subscription existed but still "in progress" to
-            // this snapshot would reach the subscriber by neither path: take the snapshot again
+            // A transaction streamed before the subscription existed but not yet visible to
+            // this snapshot (in progress to it, or at its xmax: its commit is written but not
+            // yet visible) would reach the subscriber by neither path: take the snapshot again
             // (it finishes becoming visible within microseconds).
             const bool racing =
-                std::any_of(meta->xip.begin(), meta->xip.end(), [&](std::uint64_t x) {
-                    return std::binary_search(job.recent_xids.begin(), job.recent_xids.end(),
-                                              static_cast<cdc::transaction_id>(x));
-                });
+                std::any_of(job.recent_xids.begin(), job.recent_xids.end(),
+                            [&](cdc::transaction_id x) { return x != 0 && !meta->contains(x); });
             if (racing) {
                 tx.abort();
                 ++metrics_.snapshot_retries;
