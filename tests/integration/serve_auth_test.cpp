@@ -324,7 +324,7 @@ TEST_F(serve_auth_test, expiring_token_closes_the_connection_unless_refreshed) {
     ASSERT_GT((*m)["exp"].get<std::int64_t>(), exp);
 
     // The event: the first connection is told, then closed by the server (the close code is
-    // checked in DISABLED_expired_token_closes_with_1008_token_expired).
+    // checked in expired_token_closes_with_1008_token_expired).
     auto e = short_lived->next(30s);
     ASSERT_TRUE(e) << "not told before the close";
     EXPECT_EQ((*e)["type"], "error") << e->dump();
@@ -355,7 +355,7 @@ TEST_F(serve_auth_test, connection_without_auth_is_closed_after_the_auth_timeout
     EXPECT_EQ((*m)["code"], "unauthenticated") << m->dump();
     auto authed = connect(alice());
 
-    // The close code is checked in DISABLED_auth_timeout_closes_with_1008.
+    // The close code is checked in auth_timeout_closes_with_1008.
     for (ws_client* c : {&silent, &refused}) {
         auto e = c->next(30s);
         ASSERT_TRUE(e) << "not told before the close";
@@ -371,11 +371,8 @@ TEST_F(serve_auth_test, connection_without_auth_is_closed_after_the_auth_timeout
     EXPECT_EQ(*pong, json({{"type", "pong"}, {"data", 1}}));
 }
 
-// engine bug: ws_session::close() (push/session.cpp) returns early when a write is in flight,
-// which it always is right after the `error` it follows, and on_write() then drops the socket
-// without a close frame: the client sees the connection end with no close code instead of
-// 1008 "token expired" (docs/protocol.md#errors, close codes).
-TEST_F(serve_auth_test, DISABLED_expired_token_closes_with_1008_token_expired) {
+// The close frame follows the error that explains it (docs/protocol.md#errors, close codes).
+TEST_F(serve_auth_test, expired_token_closes_with_1008_token_expired) {
     start();
     auto c = connect(alice({{"exp", now() + 2}}));
     auto e = c->next(30s);
@@ -387,8 +384,7 @@ TEST_F(serve_auth_test, DISABLED_expired_token_closes_with_1008_token_expired) {
     EXPECT_EQ(c->close_reason(), "token expired");
 }
 
-// engine bug: as above, the auth-timeout close is a dropped socket, not close code 1008.
-TEST_F(serve_auth_test, DISABLED_auth_timeout_closes_with_1008) {
+TEST_F(serve_auth_test, auth_timeout_closes_with_1008) {
     start(default_rules(), {"--auth-timeout", "1"});
     ws_client c(port());
     auto e = c.next(30s);

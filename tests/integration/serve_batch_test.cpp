@@ -44,7 +44,6 @@ protected:
         port_ = std::stoi(err.substr(err.find("listening on 127.0.0.1:") + 23));
     }
 
-    std::string data_dir_;
     std::string name_;
 };
 

@@ -4,6 +4,7 @@
 // binary, a running engine per test (its own slot and publication), real WebSocket clients.
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -59,14 +60,16 @@ channels:
         const std::string name = "serve_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
         rules_path_ = "/tmp/pgpush-" + name + ".yaml";
         std::ofstream(rules_path_) << rules;
+        // The engine's change log goes to a directory of the test's own, removed at the end.
+        data_dir_ = "/tmp/pgpush-" + name + ".data";
         std::vector<std::string> argv = {
             pgpush_binary(), "serve",       "--db",      pg().url(), "--rules",       rules_path_,
             "--listen",      "127.0.0.1:0", "--slot",    name,       "--publication", name,
-            "--jwt-secret",  test_secret,   "--threads", "2"};
+            "--jwt-secret",  test_secret,   "--threads", "2",        "--data-dir",    data_dir_};
         argv.insert(argv.end(), extra.begin(), extra.end());
         server_ = std::make_unique<subprocess>(argv);
         ASSERT_TRUE(server_->wait_for_stderr("streaming from slot")) << server_->stderr_text();
-        ASSERT_TRUE(server_->wait_for_stderr("listening on")) << server_->stderr_text();
+        ASSERT_TRUE(server_->wait_for_stderr("listening on 127.0.0.1:")) << server_->stderr_text();
         const auto& err = server_->stderr_text();
         auto at = err.find("listening on 127.0.0.1:");
         port_ = std::stoi(err.substr(at + 23));
@@ -80,6 +83,7 @@ channels:
             server_.reset();
         }
         if (!rules_path_.empty()) std::remove(rules_path_.c_str());
+        if (!data_dir_.empty()) std::filesystem::remove_all(data_dir_);
     }
 
     int port() const { return port_; }
@@ -144,6 +148,7 @@ channels:
     static inline std::unique_ptr<pg_cluster> cluster_;
     std::unique_ptr<subprocess> server_;
     std::string rules_path_;
+    std::string data_dir_;
     int port_ = 0;
 };
 

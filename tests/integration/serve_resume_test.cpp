@@ -128,7 +128,6 @@ protected:
         return ids;
     }
 
-    std::string data_dir_;
     std::string name_;
 };
 

@@ -446,27 +446,11 @@ int snapshot_rounds() {
 // commit order around `ready`. Each round races a new snapshot against the writer (20 rounds, ~5 s;
 // PGPUSH_SNAPSHOT_ROUNDS=N for more).
 //
-// engine bug: changes are lost between the snapshot and the stream, usually within 1-3 rounds
-// (run with --gtest_also_run_disabled_tests). Four causes, found with this test:
-//  1. push/snapshot_pool.cpp snapshot_meta::contains() says a transaction whose xid is >= the
-//     snapshot's xmax (it began after the snapshot) is contained ("from before the epoch: long
-//     committed"), so hub drops its buffered changes when it also committed before the
-//     snapshot's pg_current_wal_insert_lsn() was read (a window of ~1 ms under load: seen losing
-//     5 consecutive transactions). An xid >= xmax must count as not visible.
-//  2. The race retry (protocol.md "How the snapshot meets the stream", 4) checks only the
-//     snapshot's xip list, but a transaction already streamed that is still finishing its commit
-//     when it is the newest xid is at xmax, not in xip (xmax = latest completed + 1): it reaches
-//     the client by neither path. Retrying when any recent streamed xid is !contains() fixes it.
-//  3. `ready`'s position can equal the next event's: cdc/change_assembler.cpp gives the sync
-//     message position {message_lsn, 0}, and pgoutput's message LSN is the record's end, the
-//     next record's start, i.e. the next transaction's commit LSN. A client resuming `after`
-//     that position (protocol.md: keep the last position, from an event or `ready`) skips it.
-//  4. Buffered events that committed after the sync message are sent before `ready` when the
-//     stream reaches the sync message before hub::snapshot_done runs (try_go_live flushes the
-//     whole buffer), so `ready`'s position is below events already applied: a resume after it
-//     replays them again.
-// With 1 and 2 fixed (and 3, 4 tolerated) 200 rounds pass.
-TEST_F(serve_test, DISABLED_snapshot_under_concurrent_writes_meets_the_stream_exactly) {
+// Found with it, and fixed: an xid at or above the snapshot's xmax was taken as visible; the
+// race retry missed a streamed transaction sitting at xmax; the sync message's position could
+// equal the next transaction's first change; buffered changes from after the sync message were
+// sent before `ready`.
+TEST_F(serve_test, snapshot_under_concurrent_writes_meets_the_stream_exactly) {
     reset_data();
     start();
     const int rounds = snapshot_rounds();
@@ -620,10 +604,7 @@ TEST_F(serve_test, unsubscribe_stops_that_subscription_and_no_other) {
     EXPECT_EQ(subscribe(*alice, "gone", "SELECT id FROM messages WHERE room_id = 1").size(), 3u);
 }
 
-// engine bug: unsubscribing an id that is not in use gets no reply at all; protocol.md's error
-// table says `unknown_id` ("an id ... not in use on this connection"). hub::unsubscribe falls
-// through to hub::unlisten, which returns silently when no listen has the id.
-TEST_F(serve_test, DISABLED_unsubscribe_of_an_unknown_id_is_unknown_id) {
+TEST_F(serve_test, unsubscribe_of_an_unknown_id_is_unknown_id) {
     reset_data();
     start();
     auto alice = connect(alice_claims);
