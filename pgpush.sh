@@ -106,7 +106,11 @@ unit_asan() {
 bench_smoke() {
   say "benchmark smoke (tiny sizes; real figures: ./pgpush.sh bench)"
   "$BUILD_DIR/bench/decode_bench" --benchmark_min_time=0.01 >/dev/null
+  "$BUILD_DIR/bench/match_bench" --benchmark_min_time=0.01 >/dev/null
   DRAIN_ROWS=20000 DRAIN_RUNS=1 "$BUILD_DIR/tests/pg_sandbox" -- bench/drain_bench.sh "$BUILD_DIR" >/dev/null
+  LOG_ROWS=5000 LOG_RUNS=1 "$BUILD_DIR/tests/pg_sandbox" -- bench/log_bench.sh "$BUILD_DIR" >/dev/null
+  LOAD_CLIENTS=50 LOAD_RATE=200 LOAD_SECONDS=2 LOAD_ROOMS=10 \
+    "$BUILD_DIR/tests/pg_sandbox" -- bench/load_bench.sh "$BUILD_DIR" >/dev/null
 }
 
 demo() {

@@ -4,6 +4,7 @@
 #
 #   build/tests/pg_sandbox -- bench/load_bench.sh [build-dir]
 #   LOAD_CLIENTS="1000 10000" LOAD_RATE=2000 LOAD_SECONDS=20 LOAD_ROOMS=1000
+#   LOAD_SERVE_ARGS="--no-log" (extra flags for pgpush serve; the change log is on by default)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
@@ -31,7 +32,7 @@ for clients in $clients_list; do
   command psql "$PGPUSH_DB" -X -q -c "TRUNCATE messages" >/dev/null
   "$build/main/pgpush" --log-level info serve --db "$PGPUSH_DB" --rules "$work/rules.yaml" \
     --listen 127.0.0.1:0 --jwt-secret "$secret" --max-connections-per-user 5 \
-    2> "$work/serve.log" &
+    --data-dir "$work/data" ${LOAD_SERVE_ARGS:-} 2> "$work/serve.log" &
   server=$!
   until grep -q "listening on" "$work/serve.log"; do
     kill -0 $server 2>/dev/null || { cat "$work/serve.log"; exit 1; }
@@ -42,4 +43,4 @@ for clients in $clients_list; do
     --rooms "$rooms" --rate "$rate" --seconds "$seconds" --secret "$secret" || true
   kill -TERM $server; wait $server || true
 done
-echo "command: build/tests/pg_sandbox -- bench/load_bench.sh  (LOAD_CLIENTS=\"$clients_list\" LOAD_RATE=$rate LOAD_SECONDS=$seconds LOAD_ROOMS=$rooms)"
+echo "command: build/tests/pg_sandbox -- bench/load_bench.sh  (LOAD_CLIENTS=\"$clients_list\" LOAD_RATE=$rate LOAD_SECONDS=$seconds LOAD_ROOMS=$rooms LOAD_SERVE_ARGS=\"${LOAD_SERVE_ARGS:-}\")"

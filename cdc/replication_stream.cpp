@@ -342,9 +342,12 @@ void replication_stream::handle(session& s, std::span<const std::byte> bytes) {
             return;
         }
     }
+    // A commit is handed over as it is fed: the sink may confirm it from inside on_commit, and a
+    // confirmation is never allowed past what was handed over.
+    const auto* c = std::get_if<pgoutput::commit>(&m);
+    if (c) feedback_.on_commit_handed_over(c->end_lsn);
     assembler_.feed(m);
-    if (const auto* c = std::get_if<pgoutput::commit>(&m)) {
-        feedback_.on_commit_handed_over(c->end_lsn);
+    if (c) {
         stats_.transactions.fetch_add(1, std::memory_order_relaxed);
         stats_.last_commit_time = c->commit_time;
         if (config_.end.valid() && c->end_lsn >= config_.end) end_reached_ = true;
