@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -410,7 +411,7 @@ TEST_F(assembler_test, transactional_messages_take_positions_inside_the_transact
     EXPECT_EQ(sink.changes[1].pos, (position{lsn{0x500}, 2}));
 }
 
-TEST_F(assembler_test, non_transactional_messages_sit_at_their_own_lsn) {
+TEST_F(assembler_test, non_transactional_messages_sit_just_below_their_lsn) {
     feed(assembler, logical_msg(false, 0x42, "outside"));
     feed(assembler, orders_relation());
     feed(assembler, begin_msg(0x500));
@@ -420,9 +421,14 @@ TEST_F(assembler_test, non_transactional_messages_sit_at_their_own_lsn) {
     feed(assembler, commit_msg(0x500, 0x510));
     ASSERT_EQ(sink.messages.size(), 2u);
     EXPECT_FALSE(sink.messages[0].transactional);
-    EXPECT_EQ(sink.messages[0].pos, (position{lsn{0x42}, 0}));
+    // Just below the message's LSN: pgoutput gives the LSN where the message's record ends, and
+    // a transaction committing right after it has exactly that commit LSN.
+    constexpr auto last = std::numeric_limits<std::uint32_t>::max();
+    EXPECT_EQ(sink.messages[0].pos, (position{lsn{0x41}, last}));
+    EXPECT_LT(sink.messages[0].pos, (position{lsn{0x42}, 0}));
+    EXPECT_GT(sink.messages[0].pos, (position{lsn{0x40}, last}));
     EXPECT_FALSE(sink.messages[0].has_txn);
-    EXPECT_EQ(sink.messages[1].pos, (position{lsn{0x4F0}, 0}));
+    EXPECT_EQ(sink.messages[1].pos, (position{lsn{0x4EF}, last}));
     EXPECT_FALSE(sink.messages[1].has_txn);
     // It does not use up an index of the transaction around it.
     ASSERT_EQ(sink.changes.size(), 2u);
