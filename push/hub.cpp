@@ -516,6 +516,9 @@ void hub::start_snapshot(subscription& s) {
                   s.plan.filter->to_sql(names, job.params);
     }
     job.recent_xids = recent_xids_;
+    // A transaction the stream is in the middle of handed over its first changes before this
+    // subscription existed: it counts as streamed, so the snapshot is retaken until it sees it.
+    if (txn_) job.recent_xids.push_back(txn_->xid);
     std::sort(job.recent_xids.begin(), job.recent_xids.end());
     job.recent_xids.erase(std::unique(job.recent_xids.begin(), job.recent_xids.end()),
                           job.recent_xids.end());
