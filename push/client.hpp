@@ -10,6 +10,8 @@
 #include <mutex>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "push/frame.hpp"
 
 namespace pgpush::push {
@@ -38,6 +40,10 @@ public:
     virtual ~client() = default;
     // Thread-safe: hands the frames to the connection's own thread, which sends them in order.
     virtual void deliver(std::vector<frame> frames) = 0;
+    // The connection's own thread, and delivery on it (only there): lets the hub post once per
+    // thread for all the connections it serves instead of once per connection.
+    virtual boost::asio::any_io_executor executor() const = 0;
+    virtual void deliver_here(std::vector<frame>& frames) = 0;
     virtual std::uint64_t connection_id() const = 0;
     virtual flow_gate& flow() = 0;
 };

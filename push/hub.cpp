@@ -174,11 +174,31 @@ void hub::send_error(const std::weak_ptr<client>& to, error_code code, const std
 }
 
 void hub::flush() {
+    if (pending_.empty()) return;
+    // One post per I/O thread rather than per connection: at fan-out, waking threads costs more
+    // than the writes. Posts to one thread run in order, so each connection's frames stay so.
+    using batch = std::vector<std::pair<std::shared_ptr<client>, std::vector<frame>>>;
+    std::vector<std::pair<net::any_io_executor, batch>> by_thread;
     for (auto& [ptr, p] : pending_) {
-        if (auto c = p.to.lock()) c->deliver(std::move(p.frames));
+        auto c = p.to.lock();
+        if (!c) continue;
+        auto ex = c->executor();
+        auto it = std::find_if(by_thread.begin(), by_thread.end(),
+                               [&](const auto& g) { return g.first == ex; });
+        if (it == by_thread.end()) {
+            by_thread.emplace_back(ex, batch{});
+            it = std::prev(by_thread.end());
+        }
+        it->second.emplace_back(std::move(c), std::move(p.frames));
     }
     pending_.clear();
     pending_frames_ = 0;
+    for (auto& [ex, b] : by_thread) {
+        net::post(ex, [b = std::move(b)]() mutable {
+            for (auto& [c, frames] : b)
+                c->deliver_here(frames);
+        });
+    }
 }
 
 std::optional<error_code> hub::plan(subscription& s, std::string& message) {
@@ -875,6 +895,9 @@ void hub::on_change(const cdc::change& c) {
                 }
                 ++metrics_.events_out;
             } else if (s.state == subscription::phase::snapshot) {
+                // A truncate the snapshot already reflects must not empty the rows it sent.
+                if (s.have_meta && c.txn->commit_lsn < s.meta.lsn && s.meta.contains(c.txn->xid))
+                    continue;
                 s.buffer.push_back(
                     {std::move(f), c.txn->xid, c.txn->commit_lsn, "truncate", c.pos});
             }

@@ -83,6 +83,13 @@ public:
     void run(http::request<http::string_body> request);
 
     void deliver(std::vector<frame> frames) override;
+    boost::asio::any_io_executor executor() const override {
+        return const_cast<websocket::stream<beast::tcp_stream>&>(ws_).get_executor();
+    }
+    void deliver_here(std::vector<frame>& frames) override {
+        for (auto& f : frames)
+            enqueue(std::move(f));
+    }
     std::uint64_t connection_id() const override { return id_; }
     flow_gate& flow() override { return flow_; }
 
