@@ -327,6 +327,21 @@ TEST_F(resume_test, positions_of_another_log_or_beyond_retention_answer_resync_r
     writer.start();
     writer.join();
     finish(*c, room, got, pg());
+    // Live delivery does not wait for the log; retention does. Wait until the log is durable
+    // past everything written (heartbeats mark it), so retention has run on all of it.
+    const auto written =
+        std::stoull(pg().query_value("SELECT (pg_current_wal_lsn() - '0/0')::text"));
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+        auto [status, body] = http_get(port(), "/metrics");
+        const std::string name = "\npgpush_log_durable_lsn ";
+        const auto at = body.find(name);
+        if (status == 200 && at != std::string::npos &&
+            std::stoull(body.substr(at + name.size())) >= written)
+            break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the log never caught up";
+        std::this_thread::sleep_for(20ms); // polling the metric: the event has no other signal
+    }
 
     // The log kept only its last 32 KiB: the position from before the burst is gone.
     c->send(json{{"type", "subscribe"},
