@@ -37,7 +37,8 @@ trap cleanup EXIT INT TERM
 
 # The engine, on a free port. Its log goes to stderr.
 "$build/main/pgpush" serve --db "$PGPUSH_DB" --rules "$here/../rules.yaml" \
-  --listen 127.0.0.1:0 --jwt-secret "$secret" 2> >(tee "$work/serve.log" >&2) &
+  --listen 127.0.0.1:0 --jwt-secret "$secret" --data-dir "$work/data" \
+  2> >(tee "$work/serve.log" >&2) &
 server=$!
 until grep -q "listening on" "$work/serve.log" 2>/dev/null; do
   kill -0 "$server" 2>/dev/null || { echo "pgpush serve did not start" >&2; exit 1; }
