@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <numeric>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -42,6 +43,18 @@ std::optional<std::pair<std::uint64_t, cdc::position>> parse_position_text(std::
     auto p = cdc::parse_position(t.substr(17));
     if (!p) return std::nullopt;
     return std::pair{epoch, *p};
+}
+
+rules::change_kind kind_of(cdc::change_op op) {
+    return op == cdc::change_op::insert   ? rules::change_kind::insert
+           : op == cdc::change_op::update ? rules::change_kind::update
+                                          : rules::change_kind::delete_;
+}
+
+std::string_view event_name(rules::event_kind e) {
+    return e == rules::event_kind::insert   ? "insert"
+           : e == rules::event_kind::update ? "update"
+                                            : "delete";
 }
 
 error_code code_of(rules::plan_error_code c) {
@@ -113,6 +126,11 @@ struct hub::subscription {
     // Went live inside the batch's transaction: `ready` follows the batch's last message, so the
     // client never holds a position past changes it has not received.
     std::optional<cdc::position> ready_after_batch;
+
+    // Whether the snapshot's rows already hold this transaction's changes.
+    bool snapshot_has(const cdc::transaction_info& t) const {
+        return have_meta && t.commit_lsn < meta.lsn && meta.contains(t.xid);
+    }
 
     // What the client's copy is a result of: when a new plan differs, the copy may be wrong.
     std::string shape() const {
@@ -366,15 +384,14 @@ void hub::batch_send(subscription& s, bool last) {
         return;
     }
     if (s.ready_after_batch) {
-        send(s.to,
-             frame::of(protocol::ready(*s.id, position_text(std::max(*s.ready_after_batch, end)))));
+        send_ready(s, std::max(*s.ready_after_batch, end));
         s.ready_after_batch.reset();
     }
 }
 
 void hub::batch_go_live(subscription& s, cdc::position ready_at) {
     if (s.batch.empty()) {
-        send(s.to, frame::of(protocol::ready(*s.id, position_text(ready_at))));
+        send_ready(s, ready_at);
         return;
     }
     // `ready` follows the batch, at its end when that is later: changes buffered during a
@@ -449,8 +466,7 @@ void hub::replay_step(std::uint64_t key) {
         if (s.transactions) {
             batch_go_live(s, std::max(until, s.resume_after));
         } else {
-            send(s.to,
-                 frame::of(protocol::ready(*s.id, position_text(std::max(until, s.resume_after)))));
+            send_ready(s, std::max(until, s.resume_after));
         }
         break;
     }
@@ -462,19 +478,7 @@ void hub::replay_one(subscription& s, const cdc::change& c) {
     table_state* ts = table_for(s.plan.table);
     if (!ts) return;
     if (c.op == cdc::change_op::truncate) {
-        auto body = std::make_shared<const std::string>(
-            ",\"position\":\"" + position_text(c.pos) + "\",\"commit_time\":" +
-            [&] {
-                std::string t;
-                cdc::append_rfc3339_json(t, c.txn->commit_time);
-                return t;
-            }() +
-            "}");
-        if (s.transactions) {
-            batch_add(s, "truncate", std::move(body), c.pos);
-        } else {
-            send(s.to, frame{protocol::event_head("truncate"), s.id, body});
-        }
+        emit(s, "truncate", truncate_body(c), c.pos);
         ++metrics_.events_replayed;
         return;
     }
@@ -488,28 +492,30 @@ void hub::replay_one(subscription& s, const cdc::change& c) {
         s.replay_shape_changed = true;
         return;
     }
-    std::vector<std::size_t> all(cols.size());
-    for (std::size_t i = 0; i < all.size(); ++i)
-        all[i] = i;
-    load_values(c, *ts, all);
-    const auto kind = c.op == cdc::change_op::insert   ? rules::change_kind::insert
-                      : c.op == cdc::change_op::update ? rules::change_kind::update
-                                                       : rules::change_kind::delete_;
-    const auto event =
-        rules::decide(kind, *s.plan.filter, s.plan.updates.get(), new_values_, old_values_);
+    // A single subscription's filter may read any column: load them all.
+    if (all_columns_.size() != cols.size()) {
+        all_columns_.resize(cols.size());
+        std::iota(all_columns_.begin(), all_columns_.end(), std::size_t{0});
+    }
+    load_values(c, *ts, all_columns_);
+    const auto event = rules::decide(kind_of(c.op), *s.plan.filter, s.plan.updates.get(),
+                                     new_values_, old_values_);
     if (!event) return;
-    commit_time_json_.clear(); // event_body fills it from this change's transaction
-    const std::string_view type = event == rules::event_kind::insert   ? "insert"
-                                  : event == rules::event_kind::update ? "update"
-                                                                       : "delete";
-    auto body = event_body(c, s.plan.columns, *event);
+    emit(s, event_name(*event), event_body(c, s.plan.columns, *event), c.pos);
+    ++metrics_.events_replayed;
+}
+
+void hub::emit(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+               cdc::position pos) {
     if (s.transactions) {
-        batch_add(s, type, std::move(body), c.pos);
+        batch_add(s, type, std::move(body), pos);
     } else {
         send(s.to, frame{protocol::event_head(type), s.id, std::move(body)});
     }
-    commit_time_json_.clear();
-    ++metrics_.events_replayed;
+}
+
+void hub::send_ready(subscription& s, cdc::position at) {
+    send(s.to, frame::of(protocol::ready(*s.id, position_text(at))));
 }
 
 void hub::start_snapshot(subscription& s) {
@@ -564,7 +570,7 @@ void hub::snapshot_done(snapshot_result r) {
     s.rows_done = true;
     // Drop what the snapshot already contains: transactions committed before it.
     std::erase_if(s.buffer, [&](const subscription::buffered& b) {
-        return b.commit_lsn < s.meta.lsn && s.meta.contains(b.xid);
+        return s.snapshot_has({b.xid, b.commit_lsn, 0});
     });
     try_go_live(s);
     flush();
@@ -589,12 +595,12 @@ void hub::try_go_live(subscription& s) {
     bool ready_sent = false;
     for (auto& b : s.buffer) {
         if (!ready_sent && s.sync_position < b.pos) {
-            send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
+            send_ready(s, s.sync_position);
             ready_sent = true;
         }
         send(s.to, std::move(b.f));
     }
-    if (!ready_sent) send(s.to, frame::of(protocol::ready(*s.id, position_text(s.sync_position))));
+    if (!ready_sent) send_ready(s, s.sync_position);
     metrics_.events_out += s.buffer.size();
     s.buffer.clear();
     s.buffer_bytes = 0;
@@ -782,7 +788,21 @@ std::vector<std::string> hub::channels() const {
 void hub::on_begin(const cdc::transaction_info& t) {
     if (log_) log_->begin(t);
     txn_ = &t;
-    commit_time_json_.clear();
+}
+
+const std::string& hub::commit_time_json(const cdc::change& c) {
+    // Made once per transaction; a replay between two changes of a live one has its own.
+    if (c.txn && c.txn->commit_lsn != commit_time_of_) {
+        commit_time_json_.clear();
+        cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
+        commit_time_of_ = c.txn->commit_lsn;
+    }
+    return commit_time_json_;
+}
+
+std::shared_ptr<const std::string> hub::truncate_body(const cdc::change& c) {
+    return std::make_shared<const std::string>(",\"position\":\"" + position_text(c.pos) +
+                                               "\",\"commit_time\":" + commit_time_json(c) + "}");
 }
 
 namespace {
@@ -848,8 +868,6 @@ void hub::load_values(const cdc::change& c, const table_state& ts,
 std::shared_ptr<const std::string> hub::event_body(const cdc::change& c,
                                                    const std::vector<std::size_t>& columns,
                                                    rules::event_kind event) {
-    if (commit_time_json_.empty() && c.txn)
-        cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
     const bool full_old = c.old && c.old_kind == pgoutput::old_kind::full;
     std::string out, unchanged;
     const pgoutput::tuple* row = event == rules::event_kind::delete_ ? c.old : c.row;
@@ -860,8 +878,8 @@ std::shared_ptr<const std::string> hub::event_body(const cdc::change& c,
         append_projection(out, types_, *c.relation, *c.old, columns, nullptr);
     }
     if (!unchanged.empty()) out += ",\"unchanged_toast\":[" + unchanged + "]";
-    out +=
-        ",\"position\":\"" + position_text(c.pos) + "\",\"commit_time\":" + commit_time_json_ + "}";
+    out += ",\"position\":\"" + position_text(c.pos) + "\",\"commit_time\":" + commit_time_json(c) +
+           "}";
     return std::make_shared<const std::string>(std::move(out));
 }
 
@@ -878,39 +896,15 @@ void hub::on_change(const cdc::change& c) {
         std::vector<rules::subscription_id> all;
         matcher_.all(table, all);
         if (all.empty()) return;
-        if (commit_time_json_.empty() && c.txn)
-            cdc::append_rfc3339_json(commit_time_json_, c.txn->commit_time);
-        auto body =
-            std::make_shared<const std::string>(",\"position\":\"" + position_text(c.pos) +
-                                                "\",\"commit_time\":" + commit_time_json_ + "}");
-        for (auto key : all) {
-            auto& s = *subs_.at(key);
-            frame f{protocol::event_head("truncate"), s.id, body};
-            if (s.state == subscription::phase::live) {
-                if (c.pos <= s.resume_after) continue;
-                if (s.transactions) {
-                    batch_add(s, "truncate", body, c.pos);
-                } else {
-                    send(s.to, std::move(f));
-                }
-                ++metrics_.events_out;
-            } else if (s.state == subscription::phase::snapshot) {
-                // A truncate the snapshot already reflects must not empty the rows it sent.
-                if (s.have_meta && c.txn->commit_lsn < s.meta.lsn && s.meta.contains(c.txn->xid))
-                    continue;
-                s.buffer.push_back(
-                    {std::move(f), c.txn->xid, c.txn->commit_lsn, "truncate", c.pos});
-            }
-        }
+        auto body = truncate_body(c);
+        for (auto key : all)
+            deliver(*subs_.at(key), "truncate", body, c);
         return;
     }
 
     load_values(c, ts, matcher_.columns_needed(table));
-    rules::change_kind kind = c.op == cdc::change_op::insert   ? rules::change_kind::insert
-                              : c.op == cdc::change_op::update ? rules::change_kind::update
-                                                               : rules::change_kind::delete_;
     hits_.clear();
-    matcher_.match(table, kind, new_values_, old_values_, hits_);
+    matcher_.match(table, kind_of(c.op), new_values_, old_values_, hits_);
     if (hits_.empty()) return;
 
     // One body per (projection, event): subscribers with the same columns share it.
@@ -924,9 +918,7 @@ void hub::on_change(const cdc::change& c) {
         auto sit = subs_.find(h.id);
         if (sit == subs_.end()) continue;
         subscription& s = *sit->second;
-        // Replaying: the replay reads this change from the log. Resumed: the client has it.
-        if (s.state == subscription::phase::replay) continue;
-        if (s.state == subscription::phase::live && c.pos <= s.resume_after) continue;
+        if (s.state == subscription::phase::replay) continue; // it reads this from the log
         std::shared_ptr<const std::string> body;
         for (const auto& b : bodies) {
             if (b.event == h.event && *b.columns == s.plan.columns) body = b.body;
@@ -935,30 +927,35 @@ void hub::on_change(const cdc::change& c) {
             body = event_body(c, s.plan.columns, h.event);
             bodies.push_back({&s.plan.columns, h.event, body});
         }
-        const char* type = h.event == rules::event_kind::insert   ? "insert"
-                           : h.event == rules::event_kind::update ? "update"
-                                                                  : "delete";
-        if (s.state == subscription::phase::live) {
-            if (s.transactions) {
-                batch_add(s, type, body, c.pos);
-            } else {
-                send(s.to, frame{protocol::event_head(type), s.id, body});
-            }
-            ++metrics_.events_out;
-            continue;
-        }
-        frame f{protocol::event_head(type), s.id, body};
-        // Still taking its snapshot: keep it until we know whether the snapshot has it.
-        if (s.have_meta && c.txn->commit_lsn < s.meta.lsn && s.meta.contains(c.txn->xid)) continue;
-        s.buffer_bytes += f.bytes();
-        s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn, type, c.pos});
-        if (s.buffer_bytes > limits_.max_buffered_bytes) {
-            drop(s.key, error_code::resync_required,
-                 "too many changes arrived while the snapshot was taken: subscribe again");
-        }
+        deliver(s, event_name(h.event), std::move(body), c);
     }
     // A large transaction does not pile up: frames go out as they are made.
     if (pending_frames_ >= 1024) flush();
+}
+
+// A live change for one subscription: sent (or batched) when it is live, kept while its
+// snapshot is taken unless the snapshot already has it; nothing while it replays.
+void hub::deliver(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+                  const cdc::change& c) {
+    switch (s.state) {
+    case subscription::phase::replay:
+        return;
+    case subscription::phase::live:
+        if (c.pos <= s.resume_after) return; // a resumed client has it
+        emit(s, type, std::move(body), c.pos);
+        ++metrics_.events_out;
+        return;
+    case subscription::phase::snapshot:
+        break;
+    }
+    if (s.snapshot_has(*c.txn)) return;
+    frame f{protocol::event_head(type), s.id, std::move(body)};
+    s.buffer_bytes += f.bytes();
+    s.buffer.push_back({std::move(f), c.txn->xid, c.txn->commit_lsn, type, c.pos});
+    if (s.buffer_bytes > limits_.max_buffered_bytes) {
+        drop(s.key, error_code::resync_required,
+             "too many changes arrived while the snapshot was taken: subscribe again");
+    }
 }
 
 void hub::on_message(const cdc::logical_message& m) {

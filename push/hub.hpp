@@ -130,6 +130,15 @@ private:
     void start_replay(subscription& s, cdc::position after);
     void replay_step(std::uint64_t key);
     void replay_one(subscription& s, const cdc::change& c);
+    // A live change for one subscription, by its phase (see hub.cpp).
+    void deliver(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+                 const cdc::change& c);
+    // An event to the client: one message, or into its transaction batch.
+    void emit(subscription& s, std::string_view type, std::shared_ptr<const std::string> body,
+              cdc::position pos);
+    void send_ready(subscription& s, cdc::position at);
+    const std::string& commit_time_json(const cdc::change& c);
+    std::shared_ptr<const std::string> truncate_body(const cdc::change& c);
     // Fills new_values_/old_values_ for `columns` of a change; false when it has no old row to
     // match (an update without REPLICA IDENTITY FULL), see on_change.
     void load_values(const cdc::change& c, const table_state& ts,
@@ -190,7 +199,9 @@ private:
 
     // The transaction being handled, for buffering decisions.
     const cdc::transaction_info* txn_ = nullptr;
-    std::string commit_time_json_;
+    std::string commit_time_json_; // of the transaction committing at commit_time_of_
+    cdc::lsn commit_time_of_;
+    std::vector<std::size_t> all_columns_; // 0..n-1, for replays
     std::vector<rules::hit> hits_;
     std::vector<rules::value> new_values_, old_values_;
 };

@@ -101,8 +101,8 @@ std::string path_of(std::string_view target) {
 } // namespace
 
 ws_session::ws_session(net::ip::tcp::socket&& socket, session_context& ctx)
-    : ws_(std::move(socket)), ctx_(ctx), id_(ctx.next_id++), tokens_(ctx.limits.subscribe_burst),
-      refilled_(std::chrono::steady_clock::now()) {
+    : ws_(std::move(socket)), executor_(ws_.get_executor()), ctx_(ctx), id_(ctx.next_id++),
+      tokens_(ctx.limits.subscribe_burst), refilled_(std::chrono::steady_clock::now()) {
     ++ctx_.stats.connections;
     ++ctx_.stats.connections_total;
 }

@@ -83,9 +83,7 @@ public:
     void run(http::request<http::string_body> request);
 
     void deliver(std::vector<frame> frames) override;
-    boost::asio::any_io_executor executor() const override {
-        return const_cast<websocket::stream<beast::tcp_stream>&>(ws_).get_executor();
-    }
+    boost::asio::any_io_executor executor() const override { return executor_; }
     void deliver_here(std::vector<frame>& frames) override {
         for (auto& f : frames)
             enqueue(std::move(f));
@@ -113,6 +111,7 @@ private:
     void release_queue();
 
     websocket::stream<beast::tcp_stream> ws_;
+    const net::any_io_executor executor_; // the socket's: this connection's thread
     session_context& ctx_;
     const std::uint64_t id_;
     beast::flat_buffer in_;
