@@ -14,13 +14,6 @@ namespace pgpush::log {
 
 namespace fs = std::filesystem;
 
-// Where to start reading a segment for a position: a Begin record at `offset` whose transaction
-// commits at `commit_lsn`. One entry per index_interval bytes or so.
-struct index_entry {
-    cdc::lsn commit_lsn;
-    std::size_t offset;
-};
-
 struct change_log::segment {
     std::uint64_t sequence = 0;
     cdc::position previous;   // from the header
@@ -229,6 +222,7 @@ void change_log::recover() {
         sequence_ = current.sequence;
         segment_size_ = current.written;
         last_ = current.last;
+        if (!current.index.empty()) last_index_offset_ = current.index.back().offset;
         // Relations are logged again in the next segment; within this one, what is there stands.
         for (const auto& [offset, schema] : current.relations)
             written_relations_[schema->id] = schema;
@@ -257,6 +251,9 @@ void change_log::reset(const std::string& why, cdc::lsn start) {
         queue_.clear();
     }
     buffer_.clear();
+    pending_index_.clear();
+    pending_relations_.clear();
+    pending_last_.reset();
     written_relations_.clear();
     open_txn_.reset();
     recovery_ = recovery{};
@@ -282,6 +279,7 @@ void change_log::start_segment() {
     append_header(head, {epoch_, sequence_, last_});
     seg->appended = head.size();
     segment_size_ = head.size();
+    last_index_offset_.reset();
     {
         std::lock_guard lock(mu_);
         if (segments_.empty()) oldest_ = last_;
@@ -298,10 +296,9 @@ void change_log::begin(const cdc::transaction_info& txn) {
     open_txn_ = txn;
     const std::size_t offset = segment_size_ + buffer_.size();
     append_begin(buffer_, txn);
-    std::lock_guard lock(mu_);
-    auto& seg = *segments_.at(sequence_);
-    if (seg.index.empty() || offset - seg.index.back().offset >= index_interval) {
-        seg.index.push_back({txn.commit_lsn, offset});
+    if (!last_index_offset_ || offset - *last_index_offset_ >= index_interval) {
+        pending_index_.push_back({txn.commit_lsn, offset});
+        last_index_offset_ = offset;
     }
 }
 
@@ -312,16 +309,11 @@ void change_log::change(const cdc::change& c) {
             const std::size_t offset = segment_size_ + buffer_.size();
             append_relation(buffer_, *c.relation);
             known = c.relation;
-            std::lock_guard lock(mu_);
-            segments_.at(sequence_)->relations.emplace_back(offset, c.relation);
+            pending_relations_.emplace_back(offset, c.relation);
         }
     }
     append_change(buffer_, c);
-    {
-        std::lock_guard lock(mu_);
-        last_ = c.pos;
-        segments_.at(sequence_)->last = c.pos;
-    }
+    pending_last_ = c.pos;
     // A large transaction is not held in memory: it goes to the writer in pieces.
     if (buffer_.size() >= (1u << 20)) submit();
 }
@@ -340,18 +332,28 @@ void change_log::mark(cdc::lsn lsn) {
     submit();
 }
 
+// Hands the buffer to the writer and publishes what it holds to readers (index entries, relations,
+// the last position) under one lock, rather than one per change.
 void change_log::submit() {
     if (buffer_.empty()) return;
     segment_size_ += buffer_.size();
     {
         std::lock_guard lock(mu_);
-        segments_.at(sequence_)->appended = segment_size_;
+        auto& seg = *segments_.at(sequence_);
+        seg.appended = segment_size_;
+        seg.index.insert(seg.index.end(), pending_index_.begin(), pending_index_.end());
+        seg.relations.insert(seg.relations.end(), pending_relations_.begin(),
+                             pending_relations_.end());
+        if (pending_last_) last_ = seg.last = *pending_last_;
         bytes_appended_ += buffer_.size();
         queue_.push_back({sequence_, false, std::move(buffer_), pending_durable_});
         ++chunks_submitted_;
     }
     buffer_.clear();
     pending_durable_ = {};
+    pending_index_.clear();
+    pending_relations_.clear();
+    pending_last_.reset();
     work_.notify_one();
 }
 

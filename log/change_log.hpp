@@ -120,6 +120,12 @@ public:
 
 private:
     friend class log_reader;
+    // Where to start reading a segment for a position: a Begin record at `offset` whose
+    // transaction commits at `commit_lsn`. One entry per index_interval bytes or so.
+    struct index_entry {
+        cdc::lsn commit_lsn;
+        std::size_t offset;
+    };
     struct segment;
 
     void recover();
@@ -141,6 +147,12 @@ private:
     std::unordered_map<cdc::oid, std::shared_ptr<const cdc::relation_schema>> written_relations_;
     std::optional<cdc::transaction_info> open_txn_;
     cdc::lsn pending_durable_;
+    // What the buffer holds, published to readers by submit().
+    std::vector<index_entry> pending_index_;
+    std::vector<std::pair<std::size_t, std::shared_ptr<const cdc::relation_schema>>>
+        pending_relations_;
+    std::optional<cdc::position> pending_last_;
+    std::optional<std::size_t> last_index_offset_; // in the current segment
 
     // Shared with the writer thread and readers.
     mutable std::mutex mu_;
