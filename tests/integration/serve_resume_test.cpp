@@ -109,6 +109,15 @@ protected:
         port_ = std::stoi(err.substr(err.find("listening on 127.0.0.1:") + 23));
     }
 
+    // The log's durable LSN, from /metrics.
+    std::optional<std::uint64_t> durable_lsn() {
+        auto [status, body] = http_get(port(), "/metrics");
+        const std::string name = "\npgpush_log_durable_lsn ";
+        const auto at = body.find(name);
+        if (status != 200 || at == std::string::npos) return std::nullopt;
+        return std::stoull(body.substr(at + name.size()));
+    }
+
     void crash() {
         server_->signal(SIGKILL);
         server_->wait();
@@ -304,13 +313,9 @@ TEST_F(resume_test, the_slot_is_never_confirmed_past_what_the_log_holds_durably)
         // Confirmed first, durable second: durable only grows, so confirmed <= durable holds
         // whenever the engine confirms only what is durable.
         const auto confirmed = slot_lsn();
-        auto [status, body] = http_get(port(), "/metrics");
-        ASSERT_EQ(status, 200);
-        const std::string name = "\npgpush_log_durable_lsn ";
-        const auto at = body.find(name);
-        ASSERT_NE(at, std::string::npos);
-        const auto durable = std::stoull(body.substr(at + name.size()));
-        EXPECT_LE(confirmed, std::max<std::uint64_t>(durable, created_at));
+        const auto durable = durable_lsn();
+        ASSERT_TRUE(durable) << "no pgpush_log_durable_lsn in /metrics";
+        EXPECT_LE(confirmed, std::max<std::uint64_t>(*durable, created_at));
         ++samples;
     }
     writer.join();
@@ -333,12 +338,7 @@ TEST_F(resume_test, positions_of_another_log_or_beyond_retention_answer_resync_r
         std::stoull(pg().query_value("SELECT (pg_current_wal_lsn() - '0/0')::text"));
     const auto deadline = std::chrono::steady_clock::now() + 30s;
     for (;;) {
-        auto [status, body] = http_get(port(), "/metrics");
-        const std::string name = "\npgpush_log_durable_lsn ";
-        const auto at = body.find(name);
-        if (status == 200 && at != std::string::npos &&
-            std::stoull(body.substr(at + name.size())) >= written)
-            break;
+        if (durable_lsn().value_or(0) >= written) break;
         ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the log never caught up";
         std::this_thread::sleep_for(20ms); // polling the metric: the event has no other signal
     }
