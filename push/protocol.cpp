@@ -81,9 +81,48 @@ std::variant<std::string, parse_error> string_field(const json& m, const char* n
     return s;
 }
 
+// Whether `text` nests arrays and objects deeper than `max` (brackets inside strings do not count).
+// nlohmann::json parses without recursion, but copies and dumps recurse once per level.
+bool nests_deeper_than(std::string_view text, std::size_t max) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    bool escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
+// At most `max` bytes of `s`, cut at a character boundary (s is valid UTF-8: nlohmann checked).
+std::string_view prefix(std::string_view s, std::size_t max) {
+    if (s.size() <= max) return s;
+    std::size_t n = max;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+        --n;
+    return s.substr(0, n);
+}
+
 } // namespace
 
 std::variant<client_message, parse_error> parse(std::string_view text) {
+    if (nests_deeper_than(text, max_nesting_depth)) {
+        return fail(error_code::bad_message,
+                    "nested deeper than " + std::to_string(max_nesting_depth) + " levels");
+    }
     json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (m.is_discarded()) return fail(error_code::bad_message, "not valid JSON");
     if (!m.is_object()) return fail(error_code::bad_message, "a message must be a JSON object");
@@ -101,7 +140,7 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
                                                  " bytes, or an integer");
     }
     if (type == "auth") {
-        auto token = string_field(m, "token", 16 * 1024, id);
+        auto token = string_field(m, "token", max_token_bytes, id);
         if (auto* e = std::get_if<parse_error>(&token)) return *e;
         return auth{std::get<std::string>(token)};
     }
@@ -134,6 +173,8 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
         if (auto it = m.find("after"); it != m.end() && !it->is_null()) {
             if (!it->is_string())
                 return fail(error_code::bad_message, "\"after\" must be a position string", id);
+            if (it->get_ref<const std::string&>().size() > max_position_bytes)
+                return fail(error_code::bad_message, "\"after\" is not a position", id);
             s.after = it->get<std::string>();
         }
         if (auto it = m.find("transactions"); it != m.end()) {
@@ -145,7 +186,7 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
     }
     if (type == "unsubscribe") return unsubscribe{*id};
     if (type == "listen") {
-        auto ch = string_field(m, "channel", 63, id);
+        auto ch = string_field(m, "channel", max_channel_bytes, id);
         if (auto* e = std::get_if<parse_error>(&ch)) return *e;
         if (std::get<std::string>(ch).empty())
             return fail(error_code::bad_message, "\"channel\" is empty", id);
@@ -154,9 +195,10 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
     if (type == "unlisten") return unlisten{*id};
     if (type == "ping") {
         auto it = m.find("data");
-        return ping{it == m.end() ? json() : *it};
+        return ping{it == m.end() ? json() : std::move(*it)};
     }
-    return fail(error_code::unknown_type, "unknown message type \"" + type + "\"", id);
+    return fail(error_code::unknown_type,
+                "unknown message type \"" + std::string(prefix(type, 64)) + "\"", id);
 }
 
 std::string error(error_code code, std::string_view message, std::string_view id) {

@@ -80,7 +80,16 @@ struct parse_error {
 constexpr std::size_t max_id_bytes = 128;
 constexpr std::size_t max_query_bytes = 16 * 1024;
 constexpr std::size_t max_params = 100;
+constexpr std::size_t max_token_bytes = 16 * 1024;
+constexpr std::size_t max_channel_bytes = 63; // Postgres' identifier length
+constexpr std::size_t max_position_bytes = 128;
+// Arrays and objects nested deeper than this are refused (bad_message) before parsing: copying
+// and serialising a JSON value recurse once per level, and a message of nothing but brackets must
+// not reach the stack of an I/O thread.
+constexpr std::size_t max_nesting_depth = 64;
 
+// Any text, any bytes: a message or a parse_error, never an exception. The ids of both are JSON
+// texts: a string of 1 to max_id_bytes bytes or an integer.
 std::variant<client_message, parse_error> parse(std::string_view text);
 
 // ---- server messages (complete JSON texts) ----

@@ -10,7 +10,8 @@
 
 #include "push/hub.hpp"
 #include "push/jwt_verifier.hpp"
-#include "push/session.hpp"
+#include "push/listener.hpp"
+#include "push/session_context.hpp"
 
 namespace pgpush::push {
 

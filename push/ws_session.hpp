@@ -5,15 +5,13 @@
 // exactly one async_write outstanding, from a queue bounded in bytes: a client that lets its
 // queue pass the budget is cut off with a reason, and nobody else notices.
 
-#include <atomic>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -24,8 +22,8 @@
 
 #include "push/client.hpp"
 #include "push/frame.hpp"
-#include "push/metrics.hpp"
 #include "push/protocol.hpp"
+#include "push/session_context.hpp"
 
 namespace pgpush::push {
 
@@ -33,46 +31,6 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 namespace websocket = boost::beast::websocket;
-
-class hub;
-class jwt_verifier;
-
-struct session_limits {
-    std::size_t max_message_bytes = 64 * 1024;
-    std::size_t send_budget_bytes = 4 * 1024 * 1024;
-    std::size_t max_connections_per_user = 20;
-    double subscribe_per_second = 20;
-    double subscribe_burst = 40;
-    std::chrono::seconds auth_timeout{10};
-    std::chrono::seconds idle_timeout{60}; // a silent peer gets pings, then is dropped
-};
-
-// What every session shares; thread-safe.
-struct session_context {
-    session_context(session_limits l, metrics& m, const jwt_verifier& j, hub& h)
-        : limits(l), stats(m), jwt(j), the_hub(h) {}
-
-    session_limits limits;
-    metrics& stats;
-    const jwt_verifier& jwt;
-    hub& the_hub;
-
-    // Connections per user (`sub` claim).
-    bool admit_user(const std::string& user);
-    void release_user(const std::string& user);
-
-    // Every live session, for a graceful shutdown.
-    void add(const std::shared_ptr<class ws_session>& s);
-    void remove(std::uint64_t id);
-    void close_all(const std::string& reason);
-
-    std::atomic<std::uint64_t> next_id{1};
-
-private:
-    std::mutex mu_;
-    std::unordered_map<std::string, std::size_t> users_;
-    std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> sessions_;
-};
 
 class ws_session final : public client, public std::enable_shared_from_this<ws_session> {
 public:
@@ -129,45 +87,6 @@ private:
     std::optional<net::steady_timer> timer_;
     double tokens_;
     std::chrono::steady_clock::time_point refilled_;
-};
-
-// Serves one HTTP connection: /healthz, /metrics, and the upgrade to a WebSocket (on /ws or /).
-class http_session : public std::enable_shared_from_this<http_session> {
-public:
-    using health_fn = std::function<std::pair<bool, std::string>()>; // (healthy, JSON body)
-    http_session(net::ip::tcp::socket&& socket, session_context& ctx, health_fn health);
-    void run();
-
-private:
-    void read();
-    void on_read(beast::error_code ec, std::size_t);
-    void on_write(bool keep_alive, beast::error_code ec, std::size_t);
-
-    beast::tcp_stream stream_;
-    beast::flat_buffer buffer_;
-    std::optional<http::request_parser<http::string_body>> parser_;
-    http::response<http::string_body> response_;
-    session_context& ctx_;
-    health_fn health_;
-};
-
-// Accepts connections and hands each to the next I/O thread in turn.
-class listener : public std::enable_shared_from_this<listener> {
-public:
-    listener(net::io_context& accept_on, std::vector<net::io_context*> workers,
-             net::ip::tcp::endpoint endpoint, session_context& ctx, http_session::health_fn health);
-    void run();
-    void stop();
-    net::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
-
-private:
-    void accept();
-
-    net::ip::tcp::acceptor acceptor_;
-    std::vector<net::io_context*> workers_;
-    std::size_t next_ = 0;
-    session_context& ctx_;
-    http_session::health_fn health_;
 };
 
 } // namespace pgpush::push

@@ -1,4 +1,4 @@
-#include "push/session.hpp"
+#include "push/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -9,46 +9,6 @@
 namespace pgpush::push {
 
 using protocol::error_code;
-
-// ---- session_context ----
-
-bool session_context::admit_user(const std::string& user) {
-    std::lock_guard lock(mu_);
-    auto& n = users_[user];
-    if (n >= limits.max_connections_per_user) return false;
-    ++n;
-    return true;
-}
-
-void session_context::release_user(const std::string& user) {
-    std::lock_guard lock(mu_);
-    auto it = users_.find(user);
-    if (it != users_.end() && --it->second == 0) users_.erase(it);
-}
-
-void session_context::add(const std::shared_ptr<ws_session>& s) {
-    std::lock_guard lock(mu_);
-    sessions_[s->connection_id()] = s;
-}
-
-void session_context::remove(std::uint64_t id) {
-    std::lock_guard lock(mu_);
-    sessions_.erase(id);
-}
-
-void session_context::close_all(const std::string& reason) {
-    std::vector<std::shared_ptr<ws_session>> live;
-    {
-        std::lock_guard lock(mu_);
-        for (auto& [id, w] : sessions_) {
-            if (auto s = w.lock()) live.push_back(std::move(s));
-        }
-    }
-    for (auto& s : live)
-        s->shut_down(reason);
-}
-
-// ---- ws_session ----
 
 namespace {
 
@@ -92,10 +52,6 @@ std::optional<std::string> token_param(std::string_view target) {
         query.remove_prefix(amp + 1);
     }
     return std::nullopt;
-}
-
-std::string path_of(std::string_view target) {
-    return std::string(target.substr(0, target.find('?')));
 }
 
 } // namespace
@@ -428,104 +384,6 @@ void ws_session::shut_down(std::string reason) {
         self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),
                               [self](beast::error_code) {});
     });
-}
-
-// ---- http_session ----
-
-http_session::http_session(net::ip::tcp::socket&& socket, session_context& ctx, health_fn health)
-    : stream_(std::move(socket)), ctx_(ctx), health_(std::move(health)) {}
-
-void http_session::run() {
-    read();
-}
-
-void http_session::read() {
-    parser_.emplace();
-    parser_->body_limit(8 * 1024);
-    parser_->header_limit(16 * 1024);
-    stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&http_session::on_read, shared_from_this()));
-}
-
-void http_session::on_read(beast::error_code ec, std::size_t) {
-    if (ec) return;
-    auto req = parser_->release();
-    const std::string path = path_of(req.target());
-    if (websocket::is_upgrade(req)) {
-        if (path != "/ws" && path != "/") {
-            response_ = {http::status::not_found, req.version()};
-        } else {
-            stream_.expires_never();
-            std::make_shared<ws_session>(stream_.release_socket(), ctx_)->run(std::move(req));
-            return;
-        }
-    } else if (req.method() == http::verb::get && path == "/healthz") {
-        auto [ok, body] = health_();
-        response_ = {ok ? http::status::ok : http::status::service_unavailable, req.version()};
-        response_.set(http::field::content_type, "application/json");
-        response_.body() = std::move(body);
-    } else if (req.method() == http::verb::get && path == "/metrics") {
-        response_ = {http::status::ok, req.version()};
-        response_.set(http::field::content_type, "text/plain; version=0.0.4");
-        response_.body() = ctx_.stats.prometheus();
-    } else {
-        response_ = {http::status::not_found, req.version()};
-        response_.set(http::field::content_type, "text/plain");
-        response_.body() = "not found: WebSocket on /ws; /healthz; /metrics\n";
-    }
-    response_.set(http::field::server, "pgpush");
-    response_.keep_alive(req.keep_alive());
-    response_.prepare_payload();
-    http::async_write(
-        stream_, response_,
-        beast::bind_front_handler(&http_session::on_write, shared_from_this(), req.keep_alive()));
-}
-
-void http_session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
-    if (ec) return;
-    if (!keep_alive) {
-        beast::error_code ignored;
-        stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
-        return;
-    }
-    read();
-}
-
-// ---- listener ----
-
-listener::listener(net::io_context& accept_on, std::vector<net::io_context*> workers,
-                   net::ip::tcp::endpoint endpoint, session_context& ctx,
-                   http_session::health_fn health)
-    : acceptor_(accept_on), workers_(std::move(workers)), ctx_(ctx), health_(std::move(health)) {
-    acceptor_.open(endpoint.protocol());
-    acceptor_.set_option(net::socket_base::reuse_address(true));
-    acceptor_.bind(endpoint);
-    acceptor_.listen(net::socket_base::max_listen_connections);
-}
-
-void listener::run() {
-    accept();
-}
-
-void listener::stop() {
-    beast::error_code ignored;
-    acceptor_.close(ignored);
-}
-
-void listener::accept() {
-    auto& io = *workers_[next_++ % workers_.size()];
-    acceptor_.async_accept(
-        io, [self = shared_from_this()](beast::error_code ec, net::ip::tcp::socket socket) {
-            if (ec == net::error::operation_aborted) return;
-            if (!ec) {
-                socket.set_option(net::ip::tcp::no_delay(true), ec);
-                std::make_shared<http_session>(std::move(socket), self->ctx_, self->health_)->run();
-            } else if (ec == net::error::no_descriptors) {
-                spdlog::warn("accept: out of file descriptors (raise ulimit -n)");
-            }
-            self->accept();
-        });
 }
 
 } // namespace pgpush::push
