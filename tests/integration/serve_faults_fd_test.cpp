@@ -1,0 +1,1 @@
+#include "tests/integration/serve_fixture.hpp"
