@@ -278,7 +278,9 @@ jwt_verifier::result jwt_verifier::check(std::string_view token, std::int64_t no
     // The header (RFC 7515 4.1), read by us before libjwt sees the token: the algorithm must be
     // the pinned one, and nothing in it may ask for processing pgpush does not do.
     auto header_text = base64url_decode(token.substr(0, dot));
-    if (!header_text) return refuse("malformed token header");
+    // A NUL would end nlohmann::json's input early (libjwt's too: it reads C strings).
+    if (!header_text || header_text->find('\0') != std::string::npos)
+        return refuse("malformed token header");
     const json header = json::parse(*header_text, nullptr, /*allow_exceptions=*/false);
     if (header.is_discarded() || !header.is_object()) return refuse("malformed token header");
     if (header.contains("crit")) {
