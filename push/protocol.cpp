@@ -123,6 +123,9 @@ std::variant<client_message, parse_error> parse(std::string_view text) {
         return fail(error_code::bad_message,
                     "nested deeper than " + std::to_string(max_nesting_depth) + " levels");
     }
+    // nlohmann::json stops at a NUL as at the end of input; JSON has no raw NUL anywhere.
+    if (text.find('\0') != std::string_view::npos)
+        return fail(error_code::bad_message, "not valid JSON");
     json m = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (m.is_discarded()) return fail(error_code::bad_message, "not valid JSON");
     if (!m.is_object()) return fail(error_code::bad_message, "a message must be a JSON object");
