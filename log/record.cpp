@@ -148,6 +148,12 @@ record decode(cdc::byte_reader& r) {
     }
     case record_kind::mark:
         return mark_record{cdc::lsn{r.u64("mark lsn")}};
+    case record_kind::gap: {
+        gap_record g;
+        g.table = std::string(get_string(r, "gap table"));
+        g.at.value = r.u64("gap lsn");
+        return g;
+    }
     }
     throw cdc::protocol_error("unknown record kind " + std::to_string(static_cast<int>(kind)));
 }
@@ -217,6 +223,13 @@ void append_mark(std::string& out, cdc::lsn lsn) {
     const auto at = open_frame(out, record_kind::mark);
     put64(out, lsn.value);
     close_frame(out, at);
+}
+
+void append_gap(std::string& out, std::string_view table, cdc::lsn at) {
+    const auto at_frame = open_frame(out, record_kind::gap);
+    put_string(out, table);
+    put64(out, at.value);
+    close_frame(out, at_frame);
 }
 
 read_result read_record(std::span<const std::byte> bytes) {

@@ -14,13 +14,16 @@
 // `header` opens every segment; `relation` describes a table before its first change in the
 // segment (and again after ALTER TABLE); `begin` opens a transaction (repeated at the top of a
 // segment that starts inside one); `change`; `commit`; `mark` says "nothing before this LSN
-// remains to be logged" (heartbeats, so the slot can be confirmed while the tables are idle).
+// remains to be logged" (heartbeats, so the slot can be confirmed while the tables are idle);
+// `gap` says "changes of this table committed before this LSN may be missing from the log" (the
+// table was not published for a while), between transactions.
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include "cdc/change.hpp"
@@ -39,6 +42,7 @@ enum class record_kind : std::uint8_t {
     change = 'C',
     commit = 'E',
     mark = 'K',
+    gap = 'G',
 };
 
 // Opens every segment. `previous` is the position of the last change logged before this segment
@@ -80,8 +84,15 @@ struct mark_record {
     cdc::lsn lsn;
 };
 
+// Changes of `table` ("schema.name") committed before `at` may be missing: a client resuming
+// from a position whose commit LSN is below `at` cannot be served without a possible hole.
+struct gap_record {
+    std::string table;
+    cdc::lsn at;
+};
+
 using record = std::variant<header_record, relation_record, begin_record, change_record,
-                            commit_record, mark_record>;
+                            commit_record, mark_record, gap_record>;
 
 // Appends one framed record to `out`.
 void append_header(std::string& out, const header_record& h);
@@ -90,6 +101,7 @@ void append_begin(std::string& out, const cdc::transaction_info& t);
 void append_change(std::string& out, const cdc::change& c);
 void append_commit(std::string& out, cdc::lsn commit_lsn, cdc::lsn end_lsn);
 void append_mark(std::string& out, cdc::lsn lsn);
+void append_gap(std::string& out, std::string_view table, cdc::lsn at);
 
 enum class read_status {
     ok,

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "log/record.hpp"
@@ -18,6 +19,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::string again;
             log::append_begin(again, b->txn);
             if (again.size() != r.size) __builtin_trap();
+        } else if (auto* g = std::get_if<log::gap_record>(&r.value)) {
+            std::string again;
+            log::append_gap(again, g->table, g->at);
+            if (again.size() != r.size ||
+                std::memcmp(again.data(), bytes.data(), again.size()) != 0) {
+                __builtin_trap();
+            }
         }
         bytes = bytes.subspan(r.size);
     }
