@@ -1,11 +1,13 @@
 #include "rules/like.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace pgpush::rules {
 
 namespace {
 
-// Bytes in the UTF-8 character starting with byte c (1 for anything malformed, so the matcher
-// still advances).
+// Bytes in the UTF-8 character starting with byte c (1 for anything that is no lead byte).
 std::size_t char_len(unsigned char c) {
     if (c < 0x80) return 1;
     if ((c & 0xE0) == 0xC0) return 2;
@@ -14,47 +16,288 @@ std::size_t char_len(unsigned char c) {
     return 1;
 }
 
+// The character of `t` at byte `i` (a character boundary before the end): its length, cut at the
+// end of the text.
+std::size_t unit_len(std::string_view t, std::size_t i) {
+    return std::min(char_len(static_cast<unsigned char>(t[i])), t.size() - i);
+}
+
+// A character (1-4 bytes) as one number: its bytes and its length, so that a character cut by the
+// end of the text never equals a whole one.
+std::uint64_t unit_key(const char* p, std::size_t len) {
+    std::uint64_t k = len;
+    for (std::size_t i = 0; i < len; ++i)
+        k = (k << 8) | static_cast<unsigned char>(p[i]);
+    return k;
+}
+
+constexpr std::size_t max_words = (like_max_pattern_chars + 63) / 64;
+
+// One character of a pattern: '%', '_', or a literal (its bytes, after a '\' when escaped).
+struct pattern_char {
+    enum kind_t : std::uint8_t { percent, any, literal, end, trailing_escape, malformed } kind;
+    std::size_t at = 0, len = 0; // literal bytes in the pattern
+    std::size_t next = 0;        // where the next pattern character starts
+};
+
+pattern_char next_char(std::string_view p, std::size_t i) {
+    if (i >= p.size()) return {pattern_char::end};
+    if (p[i] == '%') return {pattern_char::percent, i, 0, i + 1};
+    if (p[i] == '_') return {pattern_char::any, i, 0, i + 1};
+    std::size_t lit = i;
+    if (p[i] == '\\') {
+        if (i + 1 >= p.size()) return {pattern_char::trailing_escape};
+        lit = i + 1;
+    }
+    const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
+    if (lit + n > p.size()) return {pattern_char::malformed};
+    return {pattern_char::literal, lit, n, lit + n};
+}
+
 } // namespace
 
-bool like_match(std::string_view t, std::string_view p) noexcept {
-    // Iterative wildcard matching with one backtrack point (the last '%'): linear in practice,
-    // O(n*m) at worst, no recursion.
-    std::size_t ti = 0, pi = 0;
-    std::size_t star_p = std::string_view::npos, star_t = 0;
-    while (ti < t.size()) {
-        if (pi < p.size()) {
-            const char pc = p[pi];
-            if (pc == '%') {
-                star_p = ++pi;
-                star_t = ti;
-                continue;
-            }
-            if (pc == '_') {
-                ti += char_len(static_cast<unsigned char>(t[ti]));
-                ++pi;
-                continue;
-            }
-            std::size_t lit = pi;
-            if (pc == '\\') {
-                if (pi + 1 >= p.size()) return false;
-                lit = pi + 1;
-            }
-            const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
-            if (t.compare(ti, n, p.substr(lit, n)) == 0 && lit + n <= p.size()) {
-                ti += n;
-                pi = lit + n;
-                continue;
-            }
-        }
-        if (star_p == std::string_view::npos) return false;
-        // Let the last '%' swallow one more character and retry from there.
-        star_t += char_len(static_cast<unsigned char>(t[star_t]));
-        ti = star_t;
-        pi = star_p;
+like_pattern_error check_like_pattern(std::string_view p) noexcept {
+    std::size_t chars = 0;
+    for (std::size_t i = 0;;) {
+        const pattern_char c = next_char(p, i);
+        if (c.kind == pattern_char::end) break;
+        if (c.kind == pattern_char::trailing_escape) return like_pattern_error::trailing_escape;
+        if (c.kind == pattern_char::malformed) return like_pattern_error::malformed;
+        chars += p[i] == '\\' ? 2 : 1; // Postgres counts the escape as a character
+        i = c.next;
     }
-    while (pi < p.size() && p[pi] == '%')
-        ++pi;
-    return pi == p.size();
+    return chars > like_max_pattern_chars ? like_pattern_error::too_long : like_pattern_error::none;
+}
+
+like_pattern::like_pattern(std::string_view p) : error_(check_like_pattern(p)) {
+    if (error_ != like_pattern_error::none) return;
+    segments_.emplace_back();
+    for (std::size_t i = 0;;) {
+        const pattern_char c = next_char(p, i);
+        if (c.kind == pattern_char::end) break;
+        i = c.next;
+        if (c.kind == pattern_char::percent) {
+            // '%%' is '%': an empty segment between two is no segment.
+            if (segments_.size() == 1 || segments_.back().count > 0) {
+                segments_.emplace_back();
+                segments_.back().first = static_cast<std::uint32_t>(tokens_.size());
+            }
+            continue;
+        }
+        segment& s = segments_.back();
+        token t;
+        if (c.kind == pattern_char::literal) {
+            t.at = static_cast<std::uint32_t>(bytes_.size());
+            t.len = static_cast<std::uint8_t>(c.len);
+            bytes_.append(p.substr(c.at, c.len));
+            s.bytes += t.len;
+        } else {
+            s.wild = true;
+        }
+        tokens_.push_back(t);
+        ++s.count;
+    }
+
+    for (std::size_t si = 0; si < segments_.size(); ++si) {
+        segment& s = segments_[si];
+        const bool middle = si > 0 && si + 1 < segments_.size();
+        if (!middle || s.count == 0) continue; // anchored segments are compared in place
+        if (!s.wild) {
+            // Knuth-Morris-Pratt links over the segment's characters.
+            s.fail_at = static_cast<std::uint32_t>(fail_.size());
+            fail_.resize(fail_.size() + s.count, 0);
+            const token* tk = tokens_.data() + s.first;
+            auto same = [&](std::uint32_t a, std::uint32_t b) {
+                return tk[a].len == tk[b].len &&
+                       bytes_.compare(tk[a].at, tk[a].len, bytes_, tk[b].at, tk[b].len) == 0;
+            };
+            std::uint32_t* f = fail_.data() + s.fail_at;
+            for (std::uint32_t q = 1, k = 0; q < s.count; ++q) {
+                while (k > 0 && !same(q, k))
+                    k = f[k - 1];
+                if (same(q, k)) ++k;
+                f[q] = k;
+            }
+            continue;
+        }
+        // Shift-and: bit j of a character's mask is set when position j of the segment is '_'
+        // or that character. Mask 0 is for characters the segment does not name.
+        s.words = (s.count + 63) / 64;
+        s.mask_at = static_cast<std::uint32_t>(masks_.size());
+        s.ascii_at = static_cast<std::uint32_t>(ascii_.size());
+        s.others_at = static_cast<std::uint32_t>(others_.size());
+        ascii_.resize(ascii_.size() + 128, 0);
+        masks_.resize(masks_.size() + s.words, 0);
+        auto set_bit = [&](std::size_t mask, std::uint32_t j) {
+            masks_[s.mask_at + mask * s.words + j / 64] |= std::uint64_t{1} << (j % 64);
+        };
+        for (std::uint32_t j = 0; j < s.count; ++j) {
+            if (tokens_[s.first + j].len == 0) set_bit(0, j);
+        }
+        std::vector<std::pair<std::uint64_t, std::size_t>> seen; // non-ASCII character -> k
+        std::size_t distinct = 1;
+        for (std::uint32_t j = 0; j < s.count; ++j) {
+            const token& t = tokens_[s.first + j];
+            if (t.len == 0) continue;
+            const auto byte = static_cast<unsigned char>(bytes_[t.at]);
+            std::size_t k = 0;
+            if (t.len == 1 && byte < 0x80) {
+                k = ascii_[s.ascii_at + byte];
+                if (k == 0) ascii_[s.ascii_at + byte] = static_cast<std::uint16_t>(k = distinct);
+            } else {
+                const std::uint64_t key = unit_key(bytes_.data() + t.at, t.len);
+                auto it = std::find_if(seen.begin(), seen.end(),
+                                       [&](const auto& e) { return e.first == key; });
+                if (it != seen.end()) {
+                    k = it->second;
+                } else {
+                    seen.emplace_back(key, k = distinct);
+                    others_.push_back(key << 16 | k);
+                }
+            }
+            if (k == distinct) {
+                // A character met for the first time: its mask starts as the '_' positions.
+                const std::size_t at = masks_.size();
+                masks_.resize(at + s.words);
+                std::copy_n(masks_.begin() + s.mask_at, s.words,
+                            masks_.begin() + static_cast<long>(at));
+                ++distinct;
+            }
+            set_bit(k, j);
+        }
+        s.others_count = static_cast<std::uint32_t>(others_.size() - s.others_at);
+        std::sort(others_.begin() + s.others_at, others_.end());
+    }
+}
+
+bool like_pattern::equal_at(const segment& s, std::string_view text, std::size_t at,
+                            std::size_t& end) const noexcept {
+    for (std::uint32_t j = 0; j < s.count; ++j) {
+        const token& t = tokens_[s.first + j];
+        if (t.len == 0) {
+            if (at >= text.size()) return false;
+            at += unit_len(text, at);
+            continue;
+        }
+        // Equal bytes from a character boundary: the text's character has the same lead byte,
+        // so the same length, and ends where the pattern's does.
+        if (text.size() - at < t.len || std::memcmp(text.data() + at, bytes_.data() + t.at, t.len))
+            return false;
+        at += t.len;
+    }
+    end = at;
+    return true;
+}
+
+std::size_t like_pattern::find_plain(const segment& s, std::string_view text, std::size_t from,
+                                     std::size_t& end) const noexcept {
+    const char* needle = bytes_.data() + tokens_[s.first].at;
+    const void* hit = ::memmem(text.data() + from, text.size() - from, needle, s.bytes);
+    if (hit == nullptr) return std::string_view::npos;
+    const auto pos = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
+    std::size_t at = from;
+    while (at < pos)
+        at += unit_len(text, at);
+    if (at == pos) {
+        end = pos + s.bytes;
+        return pos;
+    }
+    // The bytes matched inside a character of malformed text: search again character by
+    // character (KMP, linear) from the boundary past it.
+    const token* tk = tokens_.data() + s.first;
+    const std::uint32_t* f = fail_.data() + s.fail_at;
+    std::uint32_t q = 0;
+    while (at < text.size()) {
+        const std::size_t len = unit_len(text, at);
+        auto same = [&](std::uint32_t k) {
+            return tk[k].len == len &&
+                   std::memcmp(text.data() + at, bytes_.data() + tk[k].at, len) == 0;
+        };
+        while (q > 0 && !same(q))
+            q = f[q - 1];
+        if (same(q)) ++q;
+        at += len;
+        if (q == s.count) {
+            end = at;
+            return at; // any position but npos: callers use `end`
+        }
+    }
+    return std::string_view::npos;
+}
+
+std::size_t like_pattern::find_wild(const segment& s, std::string_view text, std::size_t from,
+                                    std::size_t& end) const noexcept {
+    std::uint64_t d[max_words] = {};
+    const std::uint32_t words = s.words;
+    const std::uint32_t top_word = (s.count - 1) / 64;
+    const std::uint64_t top_bit = std::uint64_t{1} << ((s.count - 1) % 64);
+    const std::uint64_t* others = others_.data() + s.others_at;
+    for (std::size_t at = from; at < text.size();) {
+        const std::size_t len = unit_len(text, at);
+        const auto byte = static_cast<unsigned char>(text[at]);
+        std::size_t k = 0;
+        if (len == 1 && byte < 0x80) {
+            k = ascii_[s.ascii_at + byte];
+        } else if (s.others_count > 0) {
+            const std::uint64_t key = unit_key(text.data() + at, len) << 16;
+            const std::uint64_t* it = std::lower_bound(others, others + s.others_count, key);
+            if (it != others + s.others_count && (*it & ~std::uint64_t{0xFFFF}) == key)
+                k = *it & 0xFFFF;
+        }
+        const std::uint64_t* mask = masks_.data() + s.mask_at + k * words;
+        std::uint64_t carry = 1;
+        for (std::uint32_t w = 0; w < words; ++w) {
+            const std::uint64_t x = d[w];
+            d[w] = ((x << 1) | carry) & mask[w];
+            carry = x >> 63;
+        }
+        at += len;
+        if (d[top_word] & top_bit) {
+            end = at;
+            return at;
+        }
+    }
+    return std::string_view::npos;
+}
+
+bool like_pattern::match(std::string_view text) const noexcept {
+    if (error_ != like_pattern_error::none) return false;
+    const std::size_t n = text.size();
+    std::size_t at = 0;
+    if (!equal_at(segments_.front(), text, 0, at)) return false;
+    if (segments_.size() == 1) return at == n;
+    for (std::size_t i = 1; i + 1 < segments_.size(); ++i) {
+        const segment& s = segments_[i];
+        if (s.count == 0) continue;
+        std::size_t end = 0;
+        const std::size_t found =
+            s.wild ? find_wild(s, text, at, end) : find_plain(s, text, at, end);
+        if (found == std::string_view::npos) return false;
+        at = end;
+    }
+    // The last segment takes the last characters of the text, after everything before it.
+    const segment& last = segments_.back();
+    if (last.count == 0) return true;
+    std::size_t start = at;
+    if (!last.wild) {
+        if (n - at < last.bytes) return false;
+        while (start < n - last.bytes)
+            start += unit_len(text, start);
+        if (start != n - last.bytes) return false; // not a character boundary
+    } else {
+        std::size_t chars = 0;
+        for (std::size_t i = at; i < n; i += unit_len(text, i))
+            ++chars;
+        if (chars < last.count) return false;
+        for (std::size_t skip = chars - last.count; skip > 0; --skip)
+            start += unit_len(text, start);
+    }
+    std::size_t end = 0;
+    return equal_at(last, text, start, end) && end == n;
+}
+
+bool like_match(std::string_view text, std::string_view pattern) {
+    return like_pattern(pattern).match(text);
 }
 
 } // namespace pgpush::rules

@@ -1,5 +1,6 @@
 #include "rules/like.hpp"
 
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -159,6 +160,217 @@ TEST(like_match, malformed_utf8_advances_byte_by_byte_without_reading_past_the_e
         {"a\xC3", "a", false},
     };
     run(std::begin(cases), std::end(cases));
+}
+
+TEST(like_match, percent_segments_are_found_left_to_right_without_backtracking) {
+    const like_case cases[] = {
+        {"abcabd", "%ab_%", true},
+        {"xab", "%ab_", false},
+        {"xabc", "%ab_", true},
+        {"ab", "a%b", true},
+        {"ab", "ab%b", false},   // the last segment cannot overlap the first
+        {"aba", "ab%ba", false}, //
+        {"abba", "ab%ba", true}, //
+        {"aaa", "a%a%a", true},  //
+        {"aa", "a%a%a", false},  // nor the middle ones
+        {"a_b_c", "%\\_b\\_%", true},
+        {"aXb_c", "%\\_b%", false},
+        {"\\_", "%\\\\_", true},
+        {"abc", "%%%b%%%", true},
+        {"abc", "%_b_%", true},
+        {"abc", "%__b%", false},
+        {"\xE6\x97\xA5"
+         "a\xE6\x97\xA5",
+         "%_a_", true},
+        {"\xE6\x97\xA5"
+         "a\xE6\x97\xA5",
+         "%_a__", false},
+        {std::string(200, 'a') + "b", "%" + std::string(70, 'a') + "_" + std::string(70, 'a') + "b",
+         true},
+        {std::string(200, 'a'), "%" + std::string(70, 'a') + "_" + std::string(70, 'a') + "b%",
+         false},
+        {std::string(100, 'a') + "b" + std::string(100, 'a'),
+         "%" + std::string(65, '_') + "b" + std::string(65, '_') + "%", true},
+        {std::string(100, 'a') + "b" + std::string(50, 'a'),
+         "%" + std::string(40, '_') + "b" + std::string(65, '_') + "%", false},
+    };
+    run(std::begin(cases), std::end(cases));
+}
+
+TEST(like_match, multibyte_bytes_inside_a_character_do_not_match) {
+    // '\xA5' is the last byte of 日 (E6 97 A5): as a pattern character it is a malformed one-byte
+    // character and must not match inside 日.
+    const like_case cases[] = {
+        {"\xE6\x97\xA5", "%\xA5", false},
+        {"\xE6\x97\xA5", "%\xA5%", false},
+        {"\xE6\x97\xA5\xA5", "%\xA5", true},
+        {"\xE6\x97\xA5x", "%\x97\xA5%", false},
+        {"\xE0"
+         "ab\xE0"
+         "ab",
+         "%ab%", false}, // "\xE0" "ab" is one (malformed) character
+        {"\xE0"
+         "ab\xE0"
+         "abab",
+         "%ab%", true},
+        {"\xE0"
+         "ab\xE0"
+         "ab",
+         "%\xE0"
+         "ab%",
+         true},
+        {"\xE0"
+         "ab\xE0"
+         "ab",
+         "%_\xE0%", false},
+    };
+    run(std::begin(cases), std::end(cases));
+}
+
+TEST(like_pattern, errors_postgres_would_raise_and_the_length_cap) {
+    EXPECT_EQ(check_like_pattern("a%b_c\\%"), like_pattern_error::none);
+    EXPECT_EQ(check_like_pattern("abc\\"), like_pattern_error::trailing_escape);
+    EXPECT_EQ(check_like_pattern("\\"), like_pattern_error::trailing_escape);
+    EXPECT_EQ(check_like_pattern("a\\\\"), like_pattern_error::none);
+    EXPECT_EQ(check_like_pattern("a\xE6\x97"), like_pattern_error::malformed);
+    EXPECT_EQ(check_like_pattern(std::string(like_max_pattern_chars, 'a')),
+              like_pattern_error::none);
+    EXPECT_EQ(check_like_pattern(std::string(like_max_pattern_chars + 1, 'a')),
+              like_pattern_error::too_long);
+    // Characters, not bytes: 1,000 three-byte characters are within the cap.
+    std::string wide;
+    for (std::size_t i = 0; i < like_max_pattern_chars; ++i)
+        wide += "\xE6\x97\xA5";
+    EXPECT_EQ(check_like_pattern(wide), like_pattern_error::none);
+    EXPECT_EQ(check_like_pattern(wide + "%"), like_pattern_error::too_long);
+    // An escape counts as a character, as in char_length().
+    EXPECT_EQ(check_like_pattern(std::string(like_max_pattern_chars / 2, '\\') +
+                                 std::string(like_max_pattern_chars / 2, '\\')),
+              like_pattern_error::none);
+    EXPECT_EQ(check_like_pattern(std::string(like_max_pattern_chars, '\\') + "\\a"),
+              like_pattern_error::too_long);
+
+    EXPECT_FALSE(like_pattern("%\\").match("a\\"));
+    EXPECT_FALSE(like_pattern(std::string(like_max_pattern_chars + 1, '%')).match(""));
+    EXPECT_FALSE(like_pattern().match(""));
+    EXPECT_TRUE(like_pattern(std::string(like_max_pattern_chars, '%')).match("anything"));
+}
+
+// Patterns built against a backtracking matcher, at the cap, on a 30,000-character text. The
+// answers are checked here; the time is bench/match_bench's (like_*) to report.
+TEST(like_match, adversarial_patterns_at_the_cap) {
+    const std::string as(30'000, 'a');
+    const std::size_t n = like_max_pattern_chars;
+    std::string under = "%";
+    while (under.size() + 4 <= n)
+        under += "a_";
+    EXPECT_TRUE(like_match(as, "%" + std::string(n - 1, 'a')));
+    EXPECT_FALSE(like_match(as, "%" + std::string(n - 2, 'a') + "b"));
+    EXPECT_FALSE(like_match(as, "%" + std::string(n - 3, 'a') + "b%"));
+    EXPECT_FALSE(like_match(as, under + "b%"));
+    EXPECT_TRUE(like_match(as, under + "a%"));
+    std::string many = "";
+    while (many.size() + 3 <= n)
+        many += "%a_";
+    EXPECT_TRUE(like_match(as, many + "%"));
+    EXPECT_FALSE(like_match(as, many + "%b"));
+    EXPECT_FALSE(like_match(as + "c", std::string(n / 2, '%') + "b" + std::string(n / 2 - 1, '%')));
+    std::string gaps = "%";
+    while (gaps.size() + 2 < n)
+        gaps += "_";
+    EXPECT_TRUE(like_match(as, gaps + "a"));
+    EXPECT_FALSE(like_match(as, gaps + "b"));
+}
+
+// The matcher this one replaced (backtracking to the last '%', O(text * pattern) at worst): the
+// oracle for random patterns and texts, malformed UTF-8 included.
+bool oracle_like(std::string_view t, std::string_view p) {
+    auto char_len = [](unsigned char c) -> std::size_t {
+        if (c < 0x80) return 1;
+        if ((c & 0xE0) == 0xC0) return 2;
+        if ((c & 0xF0) == 0xE0) return 3;
+        if ((c & 0xF8) == 0xF0) return 4;
+        return 1;
+    };
+    std::size_t ti = 0, pi = 0;
+    std::size_t star_p = std::string_view::npos, star_t = 0;
+    while (ti < t.size()) {
+        if (pi < p.size()) {
+            const char pc = p[pi];
+            if (pc == '%') {
+                star_p = ++pi;
+                star_t = ti;
+                continue;
+            }
+            if (pc == '_') {
+                ti += char_len(static_cast<unsigned char>(t[ti]));
+                ++pi;
+                continue;
+            }
+            std::size_t lit = pi;
+            if (pc == '\\') {
+                if (pi + 1 >= p.size()) return false;
+                lit = pi + 1;
+            }
+            const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
+            if (t.compare(ti, n, p.substr(lit, n)) == 0 && lit + n <= p.size()) {
+                ti += n;
+                pi = lit + n;
+                continue;
+            }
+        }
+        if (star_p == std::string_view::npos) return false;
+        star_t += char_len(static_cast<unsigned char>(t[star_t]));
+        ti = star_t;
+        pi = star_p;
+    }
+    while (pi < p.size() && p[pi] == '%')
+        ++pi;
+    return pi == p.size();
+}
+
+TEST(like_match, agrees_with_the_backtracking_matcher_on_random_patterns_and_texts) {
+    const unsigned seed = std::random_device{}();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    auto pick = [&](std::size_t n) {
+        return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+    };
+    // Few letters, so that matches are common; multibyte characters, and bytes that make
+    // malformed UTF-8 (a lone continuation byte, a cut sequence, a lead followed by ASCII).
+    static const char* text_parts[] = {"a",
+                                       "a",
+                                       "b",
+                                       "a",
+                                       "b",
+                                       "c",
+                                       "%",
+                                       "_",
+                                       "\\",
+                                       "\xC3\xA9",
+                                       "\xE6\x97\xA5",
+                                       "\xF0\x9F\x98\x80",
+                                       "\xA9",
+                                       "\xE6",
+                                       "\xC3"};
+    static const char* pattern_parts[] = {
+        "a",    "b",    "a",    "%",   "%", "_",        "_",
+        "\\%",  "\\_",  "\\\\", "\\a", "c", "\xC3\xA9", "\xE6\x97\xA5",
+        "\xA9", "\xE6", "ab",   "ba",  "\\"};
+    const int rounds = 200'000;
+    int mismatches = 0;
+    for (int r = 0; r < rounds && mismatches < 10; ++r) {
+        std::string t, p;
+        for (std::size_t k = pick(12); k > 0; --k)
+            t += text_parts[pick(std::size(text_parts))];
+        for (std::size_t k = pick(8); k > 0; --k)
+            p += pattern_parts[pick(std::size(pattern_parts))];
+        const bool expected = oracle_like(t, p);
+        if (like_match(t, p) != expected) {
+            ADD_FAILURE() << "'" << t << "' LIKE '" << p << "': expected " << expected;
+            ++mismatches;
+        }
+    }
 }
 
 } // namespace
