@@ -1,10 +1,17 @@
 #include "rules/value.hpp"
 
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <locale.h>
+#include <type_traits>
+#include <utility>
+
+#include <climits>
 
 namespace pgpush::rules {
 
@@ -38,14 +45,6 @@ bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
-}
-
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {
@@ -55,6 +54,28 @@ bool iequals(std::string_view a, std::string_view b) {
         if (x != y) return false;
     }
     return true;
+}
+
+// isspace() in the C locale, as Postgres' input functions skip it.
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && is_space(s.front()))
+        s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back()))
+        s.remove_suffix(1);
+    return s;
+}
+
+bool is_hex(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// pg_strncasecmp(s, word, strlen(word)) == 0: `s` starts with `word`, any case.
+bool istarts(std::string_view s, std::string_view word) {
+    return s.size() >= word.size() && iequals(s.substr(0, word.size()), word);
 }
 
 // A decimal in plain notation, seen without copying: sign, integer digits without leading
@@ -187,26 +208,158 @@ std::optional<int> compare_numbers(const value& a, const value& b) {
     return compare_decimals(x, y);
 }
 
+// boolin: a prefix of true/yes/false/no (at least "on"/"of" for on/off), or 1/0, any case,
+// surrounded by whitespace.
 std::optional<bool> parse_bool(std::string_view s) {
     s = trim(s);
-    for (auto t : {"t", "true", "yes", "on", "1", "y"}) {
-        if (iequals(s, t)) return true;
-    }
-    for (auto f : {"f", "false", "no", "off", "0", "n"}) {
-        if (iequals(s, f)) return false;
+    if (s.empty()) return std::nullopt;
+    auto prefix_of = [&](std::string_view word, std::size_t min_len) {
+        return s.size() >= min_len && s.size() <= word.size() &&
+               iequals(s, word.substr(0, s.size()));
+    };
+    if (prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) || s == "1") return true;
+    if (prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) || s == "0") {
+        return false;
     }
     return std::nullopt;
 }
 
-// Text read as a number literal ("42", "-1.50", "1e3", "NaN"): an integer when it is one and
-// fits, else an exact decimal in `storage`.
-std::optional<value> parse_number(std::string_view s, std::string& storage) {
+// pg_strtoint16/32/64: whitespace, a sign, at least one digit, whitespace; in [lo, hi].
+std::optional<std::int64_t> read_integer(std::string_view s, std::int64_t lo, std::int64_t hi) {
     s = trim(s);
-    std::int64_t i = 0;
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-    if (ec == std::errc{} && end == s.data() + s.size()) return value::integer(i);
+    bool negative = false;
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+        negative = s[0] == '-';
+        s.remove_prefix(1);
+    }
+    if (s.empty()) return std::nullopt;
+    // Accumulate negatively: the most negative value has no positive counterpart.
+    std::int64_t v = 0;
+    for (char c : s) {
+        if (!is_digit(c)) return std::nullopt;
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_sub_overflow(v, c - '0', &v)) {
+            return std::nullopt;
+        }
+    }
+    if (!negative) {
+        if (v == std::numeric_limits<std::int64_t>::min()) return std::nullopt;
+        v = -v;
+    }
+    if (v < lo || v > hi) return std::nullopt;
+    return v;
+}
+
+// oidin (strtoul): whitespace, a sign, digits, whitespace; 0..4294967295, and -2147483648..-1
+// taken modulo 2^32 as Postgres does.
+std::optional<std::int64_t> read_oid(std::string_view s) {
+    s = trim(s);
+    bool negative = false;
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+        negative = s[0] == '-';
+        s.remove_prefix(1);
+    }
+    if (s.empty()) return std::nullopt;
+    std::uint64_t v = 0;
+    for (char c : s) {
+        if (!is_digit(c) || v > (std::uint64_t{1} << 33)) return std::nullopt;
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (!negative) {
+        if (v > 0xFFFF'FFFFu) return std::nullopt;
+        return static_cast<std::int64_t>(v);
+    }
+    if (v > 0x8000'0000u) return std::nullopt;
+    return v == 0 ? 0 : static_cast<std::int64_t>((std::uint64_t{1} << 32) - v);
+}
+
+locale_t c_locale() {
+    static const locale_t l = newlocale(LC_ALL_MASK, "C", static_cast<locale_t>(nullptr));
+    return l;
+}
+
+// float8in / float4in (PostgreSQL 15): strtod/strtof in the C locale, then its own spellings of
+// NaN and the infinities, underflow to zero and overflow refused, whitespace around.
+template <typename F>
+std::optional<double> read_float(std::string_view s) {
+    while (!s.empty() && is_space(s.front()))
+        s.remove_prefix(1);
+    if (s.empty()) return std::nullopt;
+    const std::string z(s); // strtod needs a terminated string
+    const char* num = z.c_str();
+    char* end = nullptr;
+    errno = 0;
+    F val;
+    if constexpr (std::is_same_v<F, float>) {
+        val = strtof_l(num, &end, c_locale());
+    } else {
+        val = strtod_l(num, &end, c_locale());
+    }
+    const F huge = std::numeric_limits<F>::infinity();
+    if (end == num || errno != 0) {
+        const int err = errno;
+        const std::string_view rest(num);
+        if (istarts(rest, "NaN")) {
+            val = std::numeric_limits<F>::quiet_NaN();
+            end = const_cast<char*>(num) + 3;
+        } else if (istarts(rest, "Infinity")) {
+            val = huge;
+            end = const_cast<char*>(num) + 8;
+        } else if (istarts(rest, "+Infinity") || istarts(rest, "-Infinity")) {
+            val = rest[0] == '-' ? -huge : huge;
+            end = const_cast<char*>(num) + 9;
+        } else if (istarts(rest, "inf")) {
+            val = huge;
+            end = const_cast<char*>(num) + 3;
+        } else if (istarts(rest, "+inf") || istarts(rest, "-inf")) {
+            val = rest[0] == '-' ? -huge : huge;
+            end = const_cast<char*>(num) + 4;
+        } else if (err == ERANGE) {
+            // Denormals may report ERANGE; only zero and infinity are out of range.
+            if (val == 0 || val >= huge || val <= -huge) return std::nullopt;
+        } else {
+            return std::nullopt;
+        }
+    }
+    while (*end != '\0' && is_space(*end))
+        ++end;
+    if (end != num + z.size()) return std::nullopt;
+    return static_cast<double>(val);
+}
+
+// uuid_in: an optional {}, 32 hex digits, a '-' allowed after any group of four; no whitespace.
+// The canonical form (lower case, 8-4-4-4-12).
+std::optional<std::string> read_uuid(std::string_view s) {
+    bool braces = false;
+    if (!s.empty() && s[0] == '{') {
+        braces = true;
+        s.remove_prefix(1);
+    }
+    std::string out;
+    for (int i = 0; i < 16; ++i) {
+        if (s.size() < 2 || !is_hex(s[0]) || !is_hex(s[1])) return std::nullopt;
+        for (int k = 0; k < 2; ++k) {
+            char c = s[static_cast<std::size_t>(k)];
+            out += (c >= 'A' && c <= 'F') ? static_cast<char>(c + 32) : c;
+        }
+        s.remove_prefix(2);
+        if (i == 3 || i == 5 || i == 7 || i == 9) out += '-';
+        if (!s.empty() && s[0] == '-' && i % 2 == 1 && i < 15) s.remove_prefix(1);
+    }
+    if (braces) {
+        if (s.empty() || s[0] != '}') return std::nullopt;
+        s.remove_prefix(1);
+    }
+    if (!s.empty()) return std::nullopt;
+    return out;
+}
+
+// A numeric as an integer when it is one that fits, else an exact decimal in `storage`.
+std::optional<value> read_numeric(std::string_view s, std::string& storage) {
     auto canonical = canonical_decimal(s);
     if (!canonical) return std::nullopt;
+    std::int64_t i = 0;
+    auto [end, ec] = std::from_chars(canonical->data(), canonical->data() + canonical->size(), i);
+    if (ec == std::errc{} && end == canonical->data() + canonical->size()) return value::integer(i);
     storage = std::move(*canonical);
     return value::decimal(storage);
 }
@@ -214,40 +367,85 @@ std::optional<value> parse_number(std::string_view s, std::string& storage) {
 } // namespace
 
 std::optional<std::string> canonical_decimal(std::string_view s) {
-    s = trim(s);
-    if (iequals(s, "NaN")) return std::string("NaN");
-    if (iequals(s, "Infinity") || iequals(s, "+Infinity") || iequals(s, "inf") ||
-        iequals(s, "+inf")) {
-        return std::string("Infinity");
+    // numeric_in and set_var_from_str of PostgreSQL 15.
+    while (!s.empty() && is_space(s.front()))
+        s.remove_prefix(1);
+    auto only_space = [](std::string_view rest) {
+        for (char c : rest) {
+            if (!is_space(c)) return false;
+        }
+        return true;
+    };
+    static constexpr std::pair<std::string_view, std::string_view> specials[] = {
+        {"NaN", "NaN"},
+        {"Infinity", "Infinity"},
+        {"+Infinity", "Infinity"},
+        {"-Infinity", "-Infinity"},
+        {"inf", "Infinity"},
+        {"+inf", "Infinity"},
+        {"-inf", "-Infinity"}};
+    for (const auto& [spelling, canonical] : specials) {
+        if (istarts(s, spelling)) {
+            if (!only_space(s.substr(spelling.size()))) return std::nullopt;
+            return std::string(canonical);
+        }
     }
-    if (iequals(s, "-Infinity") || iequals(s, "-inf")) return std::string("-Infinity");
     bool negative = false;
     std::size_t i = 0;
     if (i < s.size() && (s[i] == '-' || s[i] == '+')) negative = s[i++] == '-';
+    // Digits without the point; `point` digits come before it.
     std::string digits;
     long point = -1;
+    if (i < s.size() && s[i] == '.') {
+        point = 0;
+        ++i;
+    }
+    if (i >= s.size() || !is_digit(s[i])) return std::nullopt;
     for (; i < s.size(); ++i) {
         if (is_digit(s[i])) {
             digits.push_back(s[i]);
-        } else if (s[i] == '.' && point < 0) {
+        } else if (s[i] == '.') {
+            if (point >= 0) return std::nullopt;
             point = static_cast<long>(digits.size());
         } else {
             break;
         }
     }
-    if (digits.empty()) return std::nullopt;
+    const long before = point < 0 ? static_cast<long>(digits.size()) : point;
+    long dscale = static_cast<long>(digits.size()) - before;
     long exp10 = 0;
     if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-        std::string_view e = s.substr(i + 1);
-        if (!e.empty() && e[0] == '+') e.remove_prefix(1);
-        auto [end, ec] = std::from_chars(e.data(), e.data() + e.size(), exp10);
-        if (ec != std::errc{} || end != e.data() + e.size() || e.empty()) return std::nullopt;
-        if (exp10 > 1000 || exp10 < -1000) return std::nullopt; // Postgres' numeric limits
-        i = s.size();
+        // strtol: whitespace, a sign, digits.
+        std::size_t k = i + 1;
+        while (k < s.size() && is_space(s[k]))
+            ++k;
+        bool eneg = false;
+        if (k < s.size() && (s[k] == '-' || s[k] == '+')) eneg = s[k++] == '-';
+        const std::size_t first = k;
+        long e = 0;
+        bool huge = false;
+        for (; k < s.size() && is_digit(s[k]); ++k) {
+            if (e < 1'000'000'000'000L) {
+                e = e * 10 + (s[k] - '0');
+            } else {
+                huge = true;
+            }
+        }
+        if (k == first) return std::nullopt;
+        if (huge || e >= INT_MAX / 2) return std::nullopt; // "value overflows numeric format"
+        exp10 = eneg ? -e : e;
+        dscale = std::max(0L, dscale - exp10);
+        i = k;
     }
-    if (i != s.size()) return std::nullopt;
-    // Position of the decimal point within `digits` after applying the exponent.
-    long pos = (point < 0 ? static_cast<long>(digits.size()) : point) + exp10;
+    if (!only_space(s.substr(i))) return std::nullopt;
+    if (dscale > 16383) return std::nullopt; // NUMERIC_DSCALE_MAX
+    const std::size_t lead = digits.find_first_not_of('0');
+    if (lead == std::string::npos) return std::string("0");
+    // Decimal exponent of the most significant digit: at most 131071 (NUMERIC_WEIGHT_MAX).
+    const long msd = before - 1 - static_cast<long>(lead) + exp10;
+    if (msd > 131071) return std::nullopt;
+    // The point's position within `digits` after the exponent.
+    const long pos = before + exp10;
     std::string int_part, frac_part;
     if (pos <= 0) {
         frac_part = std::string(static_cast<std::size_t>(-pos), '0') + digits;
@@ -259,16 +457,91 @@ std::optional<std::string> canonical_decimal(std::string_view s) {
         int_part = digits.substr(0, static_cast<std::size_t>(pos));
         frac_part = digits.substr(static_cast<std::size_t>(pos));
     }
-    int_part.erase(0, int_part.find_first_not_of('0') == std::string::npos
-                          ? int_part.size()
-                          : int_part.find_first_not_of('0'));
+    int_part.erase(0, std::min(int_part.size(), int_part.find_first_not_of('0')));
     while (!frac_part.empty() && frac_part.back() == '0')
         frac_part.pop_back();
-    if (int_part.empty() && frac_part.empty()) return std::string("0");
     std::string out = negative ? "-" : "";
     out += int_part.empty() ? "0" : int_part;
     if (!frac_part.empty()) out += "." + frac_part;
     return out;
+}
+
+input_type input_type_of(column_family family, std::string_view t) {
+    switch (family) {
+    case column_family::boolean:
+        return input_type::boolean;
+    case column_family::integer:
+        if (t == "smallint" || t == "int2") return input_type::int2;
+        if (t == "integer" || t == "int4" || t == "int") return input_type::int4;
+        if (t == "oid") return input_type::oid;
+        return input_type::int8; // bigint, int8, and domains: the widest
+    case column_family::numeric:
+        return input_type::numeric;
+    case column_family::floating:
+        return input_type::float8;
+    case column_family::real:
+        return input_type::float4;
+    case column_family::text: {
+        if (t == "uuid") return input_type::uuid;
+        auto base = t.substr(0, t.find('('));
+        if (base == "text" || base == "character varying" || base == "varchar" ||
+            base == "character" || base == "bpchar" || base == "name") {
+            return input_type::text;
+        }
+        return input_type::text_cast;
+    }
+    case column_family::timestamp:
+        return input_type::timestamp;
+    case column_family::date:
+        return input_type::date;
+    case column_family::other:
+        return input_type::other;
+    }
+    return input_type::other;
+}
+
+std::optional<value> read_input(input_type type, std::string_view text, std::string& storage) {
+    if (text.find('\0') != std::string_view::npos) return std::nullopt;
+    auto integer = [](std::optional<std::int64_t> i) {
+        return i ? std::optional<value>(value::integer(*i)) : std::nullopt;
+    };
+    switch (type) {
+    case input_type::boolean: {
+        auto b = parse_bool(text);
+        return b ? std::optional<value>(value::boolean(*b)) : std::nullopt;
+    }
+    case input_type::int2:
+        return integer(read_integer(text, INT16_MIN, INT16_MAX));
+    case input_type::int4:
+        return integer(read_integer(text, INT32_MIN, INT32_MAX));
+    case input_type::int8:
+        return integer(read_integer(text, INT64_MIN, INT64_MAX));
+    case input_type::oid:
+        return integer(read_oid(text));
+    case input_type::numeric:
+        return read_numeric(text, storage);
+    case input_type::float4:
+    case input_type::float8: {
+        auto d = type == input_type::float4 ? read_float<float>(text) : read_float<double>(text);
+        return d ? std::optional<value>(value::floating(*d)) : std::nullopt;
+    }
+    case input_type::uuid: {
+        auto u = read_uuid(text);
+        if (!u) return std::nullopt;
+        storage = std::move(*u);
+        return value::text(storage);
+    }
+    case input_type::timestamp:
+    case input_type::date: {
+        auto t = type == input_type::date ? parse_date(text) : parse_timestamp(text);
+        return t ? std::optional<value>(value::timestamp(*t)) : std::nullopt;
+    }
+    case input_type::text:
+    case input_type::text_cast:
+    case input_type::other:
+        return value::text(text);
+    }
+    return std::nullopt;
 }
 
 std::optional<int> compare(const value& a, const value& b) {
@@ -284,22 +557,29 @@ std::optional<int> compare(const value& a, const value& b) {
     }
     if (b.type() == value_type::text && a.type() != value_type::text) {
         std::string storage;
-        if (a.is_number()) {
-            auto n = parse_number(b.as_text(), storage);
-            if (!n) return std::nullopt;
-            return compare_numbers(a, *n);
+        input_type as = input_type::other;
+        switch (a.type()) {
+        case value_type::integer:
+            as = input_type::int8;
+            break;
+        case value_type::decimal:
+            as = input_type::numeric;
+            break;
+        case value_type::floating:
+            as = input_type::float8;
+            break;
+        case value_type::timestamp:
+            as = input_type::timestamp;
+            break;
+        case value_type::boolean:
+            as = input_type::boolean;
+            break;
+        default:
+            return std::nullopt;
         }
-        if (a.type() == value_type::timestamp) {
-            auto t = parse_timestamp(b.as_text());
-            if (!t) return std::nullopt;
-            return a.as_int() < *t ? -1 : (a.as_int() > *t ? 1 : 0);
-        }
-        if (a.type() == value_type::boolean) {
-            auto x = parse_bool(b.as_text());
-            if (!x) return std::nullopt;
-            return static_cast<int>(a.as_bool()) - static_cast<int>(*x);
-        }
-        return std::nullopt;
+        auto v = read_input(as, b.as_text(), storage);
+        if (!v) return std::nullopt;
+        return compare(a, *v);
     }
 
     if (a.is_number() && b.is_number()) return compare_numbers(a, b);
@@ -531,13 +811,14 @@ std::optional<std::string> index_key(const value& v, column_family family) {
         if (v.type() == value_type::text) {
             if (family == column_family::real) {
                 // Untyped literal against a real column: read as float4, as Postgres does.
-                auto r = from_pg_text(column_family::real, trim(v.as_text()));
-                d = r.is_null() ? std::nullopt : std::optional<double>(r.as_double());
+                std::string storage;
+                auto r = read_input(input_type::float4, v.as_text(), storage);
+                d = r ? std::optional<double>(r->as_double()) : std::nullopt;
             } else {
                 std::string storage;
-                auto n = parse_number(v.as_text(), storage);
+                auto n = read_input(input_type::float8, v.as_text(), storage);
                 if (!n) return std::nullopt;
-                d = to_double(*n);
+                d = n->as_double();
             }
         }
         if (!d) return std::nullopt;
@@ -553,8 +834,15 @@ std::optional<std::string> index_key(const value& v, column_family family) {
         case value_type::integer:
             return integer_text(v.as_int());
         case value_type::decimal:
-        case value_type::text:
             return canonical_decimal(v.as_text());
+        case value_type::text: {
+            // As compare() reads it: bigint input for an integer column, numeric for numeric.
+            if (family == column_family::numeric) return canonical_decimal(v.as_text());
+            std::string storage;
+            auto i = read_input(input_type::int8, v.as_text(), storage);
+            if (!i) return std::nullopt;
+            return integer_text(i->as_int());
+        }
         case value_type::floating: {
             // Postgres compares int/numeric with float in float8: only a double that is exactly
             // a decimal with the same value keys the same; leave the rest to evaluation.

@@ -118,12 +118,52 @@ constexpr tri tri_of(bool b) {
     return b ? tri::true_ : tri::false_;
 }
 
+// The Postgres type whose input function reads text meeting a column: finer than the family
+// where types of one family read text differently (integer widths, uuid, "char").
+enum class input_type : std::uint8_t {
+    boolean,
+    int2,
+    int4,
+    int8,
+    oid,
+    numeric,
+    float4,
+    float8,
+    text,      // text, varchar, char(n), name: any text
+    uuid,      // read by uuid_in, compared by its canonical text
+    text_cast, // other types of the text family ("char", domains, extension types): compared by
+               // their text (column::text in SQL)
+    timestamp,
+    date,
+    other,
+};
+
+// The input type of a column from its family and its type's name as format_type() ("integer",
+// "character varying(20)", `"char"`) or pg_type ("int4", "varchar", "char") spells it. A
+// domain's name says nothing of its base type: an integer domain reads as bigint, a text-family
+// domain as text_cast.
+input_type input_type_of(column_family family, std::string_view type_name);
+
+// Reads `text` exactly as Postgres' input function for `type` does (int2in/int4in/int8in, oidin,
+// numeric_in, float4in/float8in, boolin, uuid_in; timestamps and dates by parse_timestamp and
+// parse_date): the value it compares as, or nullopt when Postgres would refuse the text (invalid
+// syntax, out of range) and for any text holding a NUL byte, which no Postgres value can. Text
+// values borrow `text`; decimals and canonical uuids are written to `storage` and borrow it.
+//  - integers: surrounding whitespace and a sign, digits, nothing else, within the type's range;
+//  - numeric: also a point, an exponent, NaN and infinities (an integer that fits is an integer);
+//  - float4/float8: what glibc's strtod/strtof read in the C locale (hex, "inf", "nan"), out of
+//    range refused (underflow to zero too);
+//  - boolean: t/true/y/yes/on/1 and f/false/n/no/off/0 and their prefixes, any case.
+std::optional<value> read_input(input_type type, std::string_view text, std::string& storage);
+
 // Compares two non-null values as Postgres would after its implicit casts. Returns <0, 0, >0, or
 // nullopt when they cannot be compared (number vs boolean, text that is not a number compared
 // with a number, ...): the comparison is then unknown, which denies.
 //  - numbers: float if either is float (numeric/int cast to float8), else exact decimal;
 //    NaN equals NaN and sorts above everything, as in Postgres.
-//  - text vs number/timestamp/boolean: the text is read as a literal of the other type.
+//  - text vs number/timestamp/boolean: the text is read by the other type's input function
+//    (read_input: bigint for an integer, numeric, double precision, timestamptz, boolean);
+//    text that function refuses cannot be compared.
 //  - text vs text: byte order (C collation).
 std::optional<int> compare(const value& a, const value& b);
 
@@ -132,7 +172,8 @@ std::optional<int> compare(const value& a, const value& b);
 value from_pg_text(column_family family, std::string_view text);
 
 // The canonical text of a decimal number ("-012.50" -> "-12.5", "1e3" -> "1000", "0.0" -> "0",
-// "nan" -> "NaN", "-inf" -> "-Infinity"). nullopt if not a number.
+// "nan" -> "NaN", "-inf" -> "-Infinity"). nullopt if numeric_in would refuse it (not a number, or
+// beyond numeric's range: 131,072 digits before the point, 16,383 after).
 std::optional<std::string> canonical_decimal(std::string_view text);
 
 // Parses a timestamp literal: Postgres' output ("2024-01-02 03:04:05.5+02"), ISO 8601 / RFC 3339
