@@ -1,5 +1,9 @@
 #include "log/record.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include <gtest/gtest.h>
 
 namespace pgpush::log {
@@ -45,6 +49,7 @@ TEST(log_record, every_kind_round_trips) {
     append_change(out, c);
     append_commit(out, txn.commit_lsn, cdc::lsn{0x16B3800});
     append_mark(out, cdc::lsn{0x16B3900});
+    append_gap(out, "public.messages", cdc::lsn{0x16B3A00});
 
     auto bytes = bytes_of(out);
     std::vector<record> got;
@@ -54,7 +59,7 @@ TEST(log_record, every_kind_round_trips) {
         got.push_back(r.value);
         bytes = bytes.subspan(r.size);
     }
-    ASSERT_EQ(got.size(), 6u);
+    ASSERT_EQ(got.size(), 7u);
     auto h = std::get<header_record>(got[0]);
     EXPECT_EQ(h.epoch, 42u);
     EXPECT_EQ(h.sequence, 7u);
@@ -85,6 +90,9 @@ TEST(log_record, every_kind_round_trips) {
     auto e = std::get<commit_record>(got[4]);
     EXPECT_EQ(e.end_lsn, cdc::lsn{0x16B3800});
     EXPECT_EQ(std::get<mark_record>(got[5]).lsn, cdc::lsn{0x16B3900});
+    auto g = std::get<gap_record>(got[6]);
+    EXPECT_EQ(g.table, "public.messages");
+    EXPECT_EQ(g.at, cdc::lsn{0x16B3A00});
 
     auto back = to_change(ch, r, &b.txn);
     EXPECT_EQ(back.op, c.op);
@@ -130,6 +138,29 @@ TEST(log_record, every_flipped_byte_is_caught) {
     }
 }
 
+TEST(log_record, a_gap_record_torn_or_damaged_is_never_read_as_one) {
+    std::string out;
+    append_gap(out, "public.rooms", cdc::lsn{0x300});
+    for (std::size_t n = 0; n < out.size(); ++n)
+        EXPECT_EQ(read_record(bytes_of(out.substr(0, n))).status, read_status::incomplete) << n;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        std::string bad = out;
+        bad[i] = static_cast<char>(bad[i] ^ 0x40);
+        EXPECT_NE(read_record(bytes_of(bad)).status, read_status::ok) << i;
+    }
+}
+
+TEST(log_record, a_gap_whose_table_runs_past_the_payload_is_corrupt) {
+    // Kind 'G', a table length of 100 with 2 bytes of name, then nothing: the CRC matches.
+    std::string payload = std::string("G") + std::string("\0\0\0\x64", 4) + "ab";
+    auto crc = crc32(bytes_of(payload));
+    std::string frame = {0, 0, 0, static_cast<char>(payload.size())};
+    for (int shift = 24; shift >= 0; shift -= 8)
+        frame.push_back(static_cast<char>((crc >> shift) & 0xff));
+    frame += payload;
+    EXPECT_EQ(read_record(bytes_of(frame)).status, read_status::corrupt);
+}
+
 TEST(log_record, a_valid_crc_over_nonsense_is_corrupt) {
     // Length 2, kind 'C' and one byte: the CRC matches but the payload does not decode.
     std::string payload = "C\x01";
@@ -139,6 +170,28 @@ TEST(log_record, a_valid_crc_over_nonsense_is_corrupt) {
         frame.push_back(static_cast<char>((crc >> shift) & 0xff));
     frame += payload;
     EXPECT_EQ(read_record(bytes_of(frame)).status, read_status::corrupt);
+}
+
+// The fuzzer starts from these: each must be whole, valid records, so that it explores from
+// real segments rather than from the first byte it cannot read.
+TEST(log_record, the_fuzz_seeds_are_valid_segments) {
+    const std::filesystem::path dir = PGPUSH_SOURCE_DIR "/tests/fuzz/corpus/log_record";
+    std::size_t files = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        std::ifstream in(entry.path(), std::ios::binary);
+        const std::string data{std::istreambuf_iterator<char>(in), {}};
+        auto bytes = bytes_of(data);
+        std::size_t records = 0;
+        while (!bytes.empty()) {
+            auto r = read_record(bytes);
+            ASSERT_EQ(r.status, read_status::ok) << entry.path() << " record " << records;
+            bytes = bytes.subspan(r.size);
+            ++records;
+        }
+        EXPECT_GT(records, 1u) << entry.path();
+        ++files;
+    }
+    EXPECT_GE(files, 2u);
 }
 
 } // namespace
