@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "rules/like.hpp"
 #include "rules/parser.hpp"
 #include "rules/rule_set.hpp"
 
@@ -207,6 +208,9 @@ private:
         case expr::kind::list:
             error_at(n, e.offset, std::string(key) + ": a list can only follow IN");
             return;
+        case expr::kind::like:
+            check_like(e, n, key);
+            [[fallthrough]];
         default:
             for (std::size_t i = 0; i < e.args.size(); ++i) {
                 const bool in_rhs = e.type == expr::kind::in && i == 1;
@@ -215,6 +219,38 @@ private:
                              std::string(key) + ": a list can only follow IN");
                 }
             }
+            return;
+        }
+    }
+
+    // A LIKE pattern is a value Postgres accepts, within like_max_pattern_chars: checked here, so
+    // that `pgpush check` reports it without a database.
+    void check_like(const expr& e, const YAML::Node& n, std::string_view key) {
+        const expr& p = *e.args[1];
+        const std::string k(key);
+        if (p.type == expr::kind::ref && p.space != ref_space::auth) {
+            error_at(n, p.offset,
+                     k + ": a LIKE pattern must be a value (a string or auth.*), not " +
+                         to_string(p));
+            return;
+        }
+        if (p.type != expr::kind::literal || p.lit.type == literal::kind::null) return;
+        if (p.lit.type != literal::kind::text) {
+            error_at(n, p.offset, k + ": LIKE needs text: " + to_string(p) + " is not");
+            return;
+        }
+        switch (check_like_pattern(p.lit.text)) {
+        case like_pattern_error::none:
+            return;
+        case like_pattern_error::too_long:
+            error_at(n, p.offset,
+                     k + ": the LIKE pattern is longer than " +
+                         std::to_string(like_max_pattern_chars) + " characters");
+            return;
+        case like_pattern_error::trailing_escape:
+        case like_pattern_error::malformed:
+            error_at(n, p.offset,
+                     k + ": LIKE pattern must not end with escape character: " + to_string(p));
             return;
         }
     }

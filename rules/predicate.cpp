@@ -9,8 +9,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "rules/like.hpp"
-
 namespace pgpush::rules {
 
 std::optional<std::size_t> table_schema::find(std::string_view column) const {
@@ -104,12 +102,6 @@ tri between_tri(const value& x, const value& lo, const value& hi) {
     return and_tri(compare_tri(x, compare_op::ge, lo), compare_tri(x, compare_op::le, hi));
 }
 
-tri like_tri(const value& s, const value& p) {
-    if (s.is_null() || p.is_null()) return tri::unknown;
-    if (s.type() != value_type::text || p.type() != value_type::text) return tri::unknown;
-    return tri_of(like_match(s.as_text(), p.as_text()));
-}
-
 // A JSON scalar as a value; strings borrow from the JSON.
 value from_json(const nlohmann::json& j) {
     if (j.is_boolean()) return value::boolean(j.get<bool>());
@@ -165,7 +157,8 @@ public:
 private:
     struct info {
         bool from_literal = false; // constants written in the text (wrong types are errors)
-        std::optional<column_family> family; // columns
+        std::optional<column_family> family;  // columns
+        input_type input = input_type::other; // columns: how text meeting them is read
     };
 
     std::uint32_t add(node n) { return add(n, info{false, std::nullopt}); }
@@ -248,10 +241,13 @@ private:
             fail(bind_error_code::unknown_column, e,
                  "column \"" + name + "\" does not exist in " + ctx_.table->qualified());
         }
+        const column_info& col = ctx_.table->columns[*pos];
+        const input_type input = input_type_of(col.family, col.type_name);
         node n;
         n.kind = old ? op::old_column : op::column;
         n.a = static_cast<std::uint32_t>(*pos);
-        return add(n, info{false, ctx_.table->columns[*pos].family});
+        n.b = static_cast<std::uint32_t>(input);
+        return add(n, info{false, col.family, input});
     }
 
     std::uint32_t claim(const expr& e) {
@@ -283,13 +279,20 @@ private:
         return constant(own(from_json(j)), true);
     }
 
-    // Coerces constant `c` to the family of the column it meets (as Postgres coerces an untyped
-    // literal). Literals that do not fit are errors; claims become NULL.
-    std::uint32_t coerce_to(std::uint32_t c, column_family family, const expr& at,
+    // Coerces constant `c` to the type of the column it meets, as Postgres reads an untyped
+    // literal: text goes through the column type's input function (read_input), exactly. A
+    // literal or parameter Postgres would refuse is an error; a claim is NULL. Numbers stay
+    // numbers (a numeric claim meeting text is its decimal text).
+    std::uint32_t coerce_to(std::uint32_t c, column_family family, input_type input, const expr& at,
                             const expr& column_expr) {
         const value& v = constant_of(c);
         if (v.is_null()) return c;
+        const bool literal = infos_[c].from_literal;
         std::optional<value> out;
+        std::string storage;
+        auto read = [&](std::string_view text) {
+            if (auto r = read_input(input, text, storage)) out = own(*r);
+        };
         switch (family) {
         case column_family::integer:
         case column_family::numeric:
@@ -297,51 +300,31 @@ private:
         case column_family::real:
             if (v.is_number()) {
                 out = v;
-            } else if (v.type() == value_type::text && family == column_family::real) {
-                // An untyped literal meeting a real is read as a real ('0.1' = real 0.1).
-                if (auto r = from_pg_text(column_family::real, v.as_text()); !r.is_null()) out = r;
             } else if (v.type() == value_type::text) {
-                if (auto canonical = canonical_decimal(v.as_text())) {
-                    std::int64_t i = 0;
-                    auto [end, ec] = std::from_chars(canonical->data(),
-                                                     canonical->data() + canonical->size(), i);
-                    if (ec == std::errc{} && end == canonical->data() + canonical->size()) {
-                        out = value::integer(i);
-                    } else {
-                        out = value::decimal(keep(*canonical));
-                    }
-                }
+                read(v.as_text());
             }
             break;
         case column_family::timestamp:
         case column_family::date:
-            if (v.type() == value_type::timestamp) {
-                out = v;
-            } else if (v.type() == value_type::text) {
-                auto t = family == column_family::date ? parse_date(v.as_text())
-                                                       : parse_timestamp(v.as_text());
-                if (t) out = value::timestamp(*t);
-            }
-            break;
         case column_family::boolean:
-            if (v.type() == value_type::boolean) {
+            if ((v.type() == value_type::timestamp && family != column_family::boolean) ||
+                (v.type() == value_type::boolean && family == column_family::boolean)) {
                 out = v;
             } else if (v.type() == value_type::text) {
-                value probe = value::boolean(true);
-                if (auto r = compare(probe, v)) out = value::boolean(*r == 0);
+                read(v.as_text());
             }
             break;
         case column_family::text:
         case column_family::other:
             if (v.type() == value_type::text) {
-                out = v;
-            } else if (v.is_number() && !infos_[c].from_literal) {
-                out = value::text(keep(number_text(v))); // a numeric claim against a text column
+                read(v.as_text());
+            } else if (v.is_number() && !literal) {
+                read(number_text(v)); // a numeric claim against a text column
             }
             break;
         }
         if (!out) {
-            if (infos_[c].from_literal) {
+            if (literal) {
                 fail(bind_error_code::type_mismatch, at,
                      "type mismatch: " + rules::to_string(column_expr) + " is " +
                          std::string(rules::to_string(family)) + ", " + rules::to_string(at) +
@@ -349,7 +332,12 @@ private:
             }
             return constant(value::null(), false);
         }
-        return constant(*out, infos_[c].from_literal);
+        return constant(*out, literal);
+    }
+
+    std::uint32_t coerce_to_column(std::uint32_t c, std::uint32_t column, const expr& at,
+                                   const expr& column_expr) {
+        return coerce_to(c, *infos_[column].family, infos_[column].input, at, column_expr);
     }
 
     // Two operands about to be compared: coerce a constant to a column's type, and refuse
@@ -358,8 +346,8 @@ private:
         // Copies: coerce_to() adds nodes, which may move infos_.
         const std::optional<column_family> fa = infos_[a].family;
         const std::optional<column_family> fb = infos_[b].family;
-        if (fa && is_constant(b)) b = coerce_to(b, *fa, eb, ea);
-        if (fb && is_constant(a)) a = coerce_to(a, *fb, ea, eb);
+        if (fa && is_constant(b)) b = coerce_to_column(b, a, eb, ea);
+        if (fb && is_constant(a)) a = coerce_to_column(a, b, ea, eb);
         if (fa && fb && !comparable_families(*fa, *fb)) {
             fail(bind_error_code::type_mismatch, ea,
                  "type mismatch: " + rules::to_string(ea) + " is " +
@@ -428,7 +416,18 @@ private:
         case expr::kind::in:
             return in(e);
         case expr::kind::is_null: {
-            auto a = bind(*e.args[0]);
+            // A claim is NULL when it is missing or JSON null; an array or object is a value,
+            // though it compares with nothing.
+            const expr& x = *e.args[0];
+            if (x.type == expr::kind::ref && x.space == ref_space::auth) {
+                if (ctx_.claims == nullptr) {
+                    fail(bind_error_code::bad_expression, x,
+                         "auth." + x.path.front() + " cannot be used here");
+                }
+                const nlohmann::json* j = json_path(ctx_.claims, x.path);
+                return truth(tri_of((j == nullptr || j->is_null()) != e.negated));
+            }
+            auto a = bind(x);
             if (is_constant(a)) return truth(tri_of(constant_of(a).is_null() != e.negated));
             node n;
             n.kind = op::is_null;
@@ -437,23 +436,35 @@ private:
             return add(n);
         }
         case expr::kind::like: {
-            auto a = bind(*e.args[0]);
-            auto b = bind(*e.args[1]);
-            for (auto [i, ex] : {std::pair{a, e.args[0].get()}, std::pair{b, e.args[1].get()}}) {
-                const std::optional<column_family> f = infos_[i].family;
-                if (f && *f != column_family::text && *f != column_family::other) {
-                    fail(bind_error_code::type_mismatch, *ex,
-                         "LIKE needs text: " + rules::to_string(*ex) + " is " +
-                             std::string(rules::to_string(*f)));
-                }
-                if (is_constant(i) && infos_[i].from_literal && !constant_of(i).is_null() &&
-                    constant_of(i).type() != value_type::text) {
-                    fail(bind_error_code::type_mismatch, *ex,
-                         "LIKE needs text: " + rules::to_string(*ex) + " is not");
+            auto a = like_operand(*e.args[0]);
+            auto b = like_operand(*e.args[1]);
+            if (!is_constant(b)) {
+                fail(bind_error_code::bad_expression, *e.args[1],
+                     "a LIKE pattern must be a value (a string, $N or auth.*), not " +
+                         rules::to_string(*e.args[1]));
+            }
+            p_.patterns_.emplace_back();
+            const value& pattern = constant_of(b);
+            if (pattern.type() == value_type::text) {
+                const auto problem = check_like_pattern(pattern.as_text());
+                if (problem != like_pattern_error::none) {
+                    if (infos_[b].from_literal) {
+                        fail(bind_error_code::type_mismatch, *e.args[1],
+                             problem == like_pattern_error::too_long
+                                 ? "LIKE pattern " + rules::to_string(*e.args[1]).substr(0, 40) +
+                                       "... is longer than " +
+                                       std::to_string(like_max_pattern_chars) + " characters"
+                                 : "LIKE pattern must not end with escape character: " +
+                                       rules::to_string(*e.args[1]));
+                    }
+                    b = constant(value::null(), false); // a claim Postgres would refuse: NULL
+                } else {
+                    p_.patterns_.back() = like_pattern(pattern.as_text());
                 }
             }
-            if (is_constant(a) && is_constant(b)) {
-                auto t = like_tri(constant_of(a), constant_of(b));
+            const auto compiled = static_cast<std::uint32_t>(p_.patterns_.size() - 1);
+            if (is_constant(a)) {
+                auto t = p_.like(constant_of(a), constant_of(b), compiled);
                 return truth(e.negated ? tri_not(t) : t);
             }
             node n;
@@ -461,6 +472,7 @@ private:
             n.negated = e.negated;
             n.a = a;
             n.b = b;
+            n.c = compiled;
             return add(n);
         }
         case expr::kind::between: {
@@ -485,17 +497,47 @@ private:
         fail(bind_error_code::bad_expression, e, "unsupported expression");
     }
 
+    // An operand of LIKE: a text or "other" column, a payload field, or a value that is text.
+    // A numeric claim is its decimal text; a literal or parameter that is not text, or text
+    // with a NUL byte, is an error; any other claim is NULL.
+    std::uint32_t like_operand(const expr& x) {
+        auto i = bind(x);
+        const std::optional<column_family> f = infos_[i].family;
+        if (f && *f != column_family::text && *f != column_family::other) {
+            fail(bind_error_code::type_mismatch, x,
+                 "LIKE needs text: " + rules::to_string(x) + " is " +
+                     std::string(rules::to_string(*f)));
+        }
+        if (!is_constant(i)) return i;
+        const value v = constant_of(i);
+        if (v.is_null()) return i;
+        const bool is_text =
+            v.type() == value_type::text && v.as_text().find('\0') == std::string_view::npos;
+        if (infos_[i].from_literal) {
+            if (!is_text) {
+                fail(bind_error_code::type_mismatch, x,
+                     "LIKE needs text: " + rules::to_string(x) + " is not");
+            }
+            return i;
+        }
+        if (is_text) return i;
+        if (v.is_number()) return constant(value::text(keep(number_text(v))), false);
+        return constant(value::null(), false);
+    }
+
     std::uint32_t in(const expr& e) {
         auto a = bind(*e.args[0]);
         const expr& rhs = *e.args[1];
         std::vector<value> items;
+        std::vector<bool> literal; // per item: written in the text (not a claim)
         if (rhs.type == expr::kind::list) {
             for (const auto& item : rhs.args) {
                 auto i = bind(*item);
                 if (!is_constant(i))
                     fail(bind_error_code::bad_expression, *item, "list items must be values");
-                if (infos_[a].family) i = coerce_to(i, *infos_[a].family, *item, *e.args[0]);
+                if (infos_[a].family) i = coerce_to_column(i, a, *item, *e.args[0]);
                 items.push_back(constant_of(i));
+                literal.push_back(infos_[i].from_literal);
             }
         } else if (rhs.type == expr::kind::ref && rhs.space == ref_space::auth) {
             if (ctx_.claims == nullptr)
@@ -505,8 +547,9 @@ private:
             if (j == nullptr || !j->is_array()) return truth(tri::unknown);
             for (const auto& el : *j) {
                 auto i = constant(own(from_json(el)), false);
-                if (infos_[a].family) i = coerce_to(i, *infos_[a].family, rhs, *e.args[0]);
+                if (infos_[a].family) i = coerce_to_column(i, a, rhs, *e.args[0]);
                 items.push_back(constant_of(i));
+                literal.push_back(false);
             }
             if (items.empty()) return truth(e.negated ? tri::true_ : tri::false_);
         } else {
@@ -516,17 +559,18 @@ private:
         // items: against a real column, numeric literals become reals. (A single item is plain
         // `=`, where real meets numeric in double precision.)
         if (infos_[a].family == column_family::real && items.size() > 1) {
-            for (auto& v : items) {
+            for (std::size_t k = 0; k < items.size(); ++k) {
+                value& v = items[k];
                 if (v.type() == value_type::integer || v.type() == value_type::decimal) {
                     std::string digits = v.type() == value_type::integer
                                              ? std::to_string(v.as_int())
                                              : std::string(v.as_text());
                     auto r = from_pg_text(column_family::real, digits);
-                    if (r.is_null()) {
+                    if (r.is_null() && literal[k]) {
                         fail(bind_error_code::type_mismatch, rhs,
                              digits + " is out of range for a real column");
                     }
-                    v = r;
+                    v = r; // a claim out of range is NULL
                 }
             }
         }
@@ -662,10 +706,19 @@ tri predicate::test(std::uint32_t i, const row_values& r) const noexcept {
         tri t = in_tri(operand(n.a, r), lists_[n.b]);
         return n.negated ? tri_not(t) : t;
     }
-    case op::is_null:
-        return tri_of(operand(n.a, r).is_null() != n.negated);
+    case op::is_null: {
+        bool null = false;
+        if (nodes_[n.a].kind == op::payload) {
+            // An array or object is a value here, though it compares with nothing.
+            const nlohmann::json* j = json_path(r.payload, paths_[nodes_[n.a].a]);
+            null = j == nullptr || j->is_null();
+        } else {
+            null = operand(n.a, r).is_null();
+        }
+        return tri_of(null != n.negated);
+    }
     case op::like: {
-        tri t = like_tri(operand(n.a, r), operand(n.b, r));
+        tri t = like(operand(n.a, r), operand(n.b, r), n.c);
         return n.negated ? tri_not(t) : t;
     }
     case op::between: {
@@ -674,6 +727,26 @@ tri predicate::test(std::uint32_t i, const row_values& r) const noexcept {
     }
     }
     return tri::unknown;
+}
+
+tri predicate::like(const value& subject, const value& pattern,
+                    std::uint32_t compiled) const noexcept {
+    if (subject.is_null() || pattern.type() != value_type::text) return tri::unknown;
+    if (subject.type() == value_type::text)
+        return tri_of(patterns_[compiled].match(subject.as_text()));
+    // A number (a payload field) is its decimal text, as a numeric claim is.
+    std::array<char, 32> buf;
+    std::to_chars_result written{};
+    if (subject.type() == value_type::integer) {
+        written = std::to_chars(buf.data(), buf.data() + buf.size(), subject.as_int());
+    } else if (subject.type() == value_type::floating) {
+        written = std::to_chars(buf.data(), buf.data() + buf.size(), subject.as_double());
+    } else {
+        return tri::unknown;
+    }
+    if (written.ec != std::errc{}) return tri::unknown;
+    return tri_of(patterns_[compiled].match(
+        std::string_view(buf.data(), static_cast<std::size_t>(written.ptr - buf.data()))));
 }
 
 tri predicate::evaluate(const row_values& r) const noexcept {
@@ -846,8 +919,10 @@ std::string timestamp_text(std::int64_t micros) {
     return buf;
 }
 
-// A constant as a parameter reference, pushing its text to `params`.
-std::string parameter(const value& v, std::vector<std::string>& params) {
+// A constant as a parameter reference with an explicit cast, pushing its text to `params`. Text
+// is cast to `text_cast` ("::text", or "::uuid" against a uuid column).
+std::string parameter(const value& v, std::vector<std::string>& params,
+                      const char* text_cast = "::text") {
     auto next = [&](std::string text, const char* cast) {
         params.push_back(std::move(text));
         return "$" + std::to_string(params.size()) + cast;
@@ -870,8 +945,7 @@ std::string parameter(const value& v, std::vector<std::string>& params) {
         return next(std::string(buf.data(), end), "::float8");
     }
     case value_type::text:
-        // Untyped: Postgres gives it the type of the column it meets (enums, uuid, ...).
-        return next(std::string(v.as_text()), "");
+        return next(std::string(v.as_text()), text_cast);
     case value_type::timestamp:
         return next(timestamp_text(v.as_int()), "::timestamptz");
     case value_type::list:
@@ -880,11 +954,66 @@ std::string parameter(const value& v, std::vector<std::string>& params) {
     return "NULL";
 }
 
+bool textual(input_type t) {
+    return t == input_type::text || t == input_type::uuid || t == input_type::text_cast ||
+           t == input_type::other;
+}
+
+const char* const collate_c = " COLLATE \"C\")";
+
 } // namespace
 
 std::string predicate::to_sql(std::span<const std::string> column_names,
                               std::vector<std::string>& params) const {
     return sql(root_, column_names, params);
+}
+
+// How the text operands of one comparison are written so that Postgres compares exactly as the
+// evaluator does, in C order whatever the columns' collations:
+//  - plain: text/varchar/char(n)/name columns, as themselves; where order matters (and for <>),
+//    with COLLATE "C". Equality keeps a form an index on the column can serve, and adds the C
+//    comparison so that a nondeterministic collation cannot widen it: col = $1 AND
+//    (col COLLATE "C") = $1 is exactly the C equality.
+//  - uuid: uuid columns against uuid constants ($n::uuid): byte order is the canonical text's.
+//  - cast: anything else textual ("char", domains, enums and other types compared by text, or a
+//    mix): the columns' text, (col::text COLLATE "C").
+predicate::text_sql predicate::text_mode(std::initializer_list<std::uint32_t> operands) const {
+    bool any = false, all_plain = true, all_uuid = true;
+    for (auto i : operands) {
+        const node& n = nodes_[i];
+        if (n.kind != op::column) continue;
+        const auto t = static_cast<input_type>(n.b);
+        if (!textual(t)) continue;
+        any = true;
+        all_plain = all_plain && t == input_type::text;
+        all_uuid = all_uuid && t == input_type::uuid;
+    }
+    if (!any) return text_sql::none;
+    if (all_plain) return text_sql::plain;
+    if (all_uuid) return text_sql::uuid;
+    return text_sql::cast;
+}
+
+std::string predicate::sql_operand(std::uint32_t i, text_sql mode, bool collate,
+                                   std::span<const std::string> names,
+                                   std::vector<std::string>& params) const {
+    const node& n = nodes_[i];
+    if (n.kind == op::constant) {
+        return parameter(constants_[n.a], params, mode == text_sql::uuid ? "::uuid" : "::text");
+    }
+    if (n.kind == op::column && n.a < names.size() && textual(static_cast<input_type>(n.b))) {
+        const std::string col = quote_identifier(names[n.a]);
+        switch (mode) {
+        case text_sql::plain:
+            return collate ? "(" + col + collate_c : col;
+        case text_sql::cast:
+            return "(" + col + "::text" + collate_c;
+        case text_sql::uuid:
+        case text_sql::none:
+            return col;
+        }
+    }
+    return sql(i, names, params);
 }
 
 std::string predicate::sql(std::uint32_t i, std::span<const std::string> names,
@@ -910,25 +1039,57 @@ std::string predicate::sql(std::uint32_t i, std::span<const std::string> names,
     }
     case op::not_:
         return "(NOT " + sql(n.a, names, params) + ")";
-    case op::compare:
-        return "(" + sql(n.a, names, params) + " " + std::string(rules::to_string(n.cmp)) + " " +
-               sql(n.b, names, params) + ")";
+    case op::compare: {
+        const text_sql mode = text_mode({n.a, n.b});
+        const bool a_col = nodes_[n.a].kind == op::column, b_col = nodes_[n.b].kind == op::column;
+        if (mode == text_sql::plain && n.cmp == compare_op::eq && a_col != b_col) {
+            const std::uint32_t col = a_col ? n.a : n.b, k = a_col ? n.b : n.a;
+            const std::string c = sql_operand(col, mode, false, names, params);
+            const std::string v = sql_operand(k, mode, false, names, params);
+            return "(" + c + " = " + v + " AND (" + c + collate_c + " = " + v + ")";
+        }
+        const bool collate = mode == text_sql::plain || mode == text_sql::cast;
+        const std::string a = sql_operand(n.a, mode, collate, names, params);
+        return "(" + a + " " + std::string(rules::to_string(n.cmp)) + " " +
+               sql_operand(n.b, mode, collate, names, params) + ")";
+    }
     case op::in_list: {
-        std::string out = "(" + sql(n.a, names, params) + " " + neg + "IN (";
+        const text_sql mode = text_mode({n.a});
+        std::string list = "(";
         const auto& items = lists_[n.b];
         for (std::size_t k = 0; k < items.size(); ++k) {
-            if (k) out += ", ";
-            out += parameter(items[k], params);
+            if (k) list += ", ";
+            list += parameter(items[k], params, mode == text_sql::uuid ? "::uuid" : "::text");
         }
-        return out + "))";
+        list += ")";
+        if (mode == text_sql::plain && !n.negated) {
+            const std::string c = sql_operand(n.a, mode, false, names, params);
+            return "(" + c + " IN " + list + " AND (" + c + collate_c + " IN " + list + ")";
+        }
+        const bool collate = mode == text_sql::plain || mode == text_sql::cast;
+        return "(" + sql_operand(n.a, mode, collate, names, params) + " " + neg + "IN " + list +
+               ")";
     }
     case op::is_null:
         return "(" + sql(n.a, names, params) + " IS " + neg + "NULL)";
-    case op::like:
-        return "(" + sql(n.a, names, params) + " " + neg + "LIKE " + sql(n.b, names, params) + ")";
-    case op::between:
-        return "(" + sql(n.a, names, params) + " " + neg + "BETWEEN " + sql(n.b, names, params) +
-               " AND " + sql(n.c, names, params) + ")";
+    case op::like: {
+        // LIKE in C collation, on the column's text; the pattern is text.
+        const node& x = nodes_[n.a];
+        const text_sql mode =
+            x.kind == op::column && static_cast<input_type>(x.b) != input_type::text
+                ? text_sql::cast
+                : text_mode({n.a});
+        return "(" + sql_operand(n.a, mode, true, names, params) + " " + neg + "LIKE " +
+               sql_operand(n.b, text_sql::plain, true, names, params) + ")";
+    }
+    case op::between: {
+        const text_sql mode = text_mode({n.a, n.b, n.c});
+        const bool collate = mode == text_sql::plain || mode == text_sql::cast;
+        const std::string a = sql_operand(n.a, mode, collate, names, params);
+        const std::string lo = sql_operand(n.b, mode, collate, names, params);
+        return "(" + a + " " + neg + "BETWEEN " + lo + " AND " +
+               sql_operand(n.c, mode, collate, names, params) + ")";
+    }
     }
     return "NULL";
 }

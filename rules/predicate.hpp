@@ -5,6 +5,7 @@
 // allocation-free, SQL three-valued, and never reads outside the row it is given.
 
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -15,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "rules/ast.hpp"
+#include "rules/like.hpp"
 #include "rules/value.hpp"
 
 namespace pgpush::rules {
@@ -65,8 +67,11 @@ struct row_values {
 class predicate {
 public:
     // Binds the conjunction of `conjuncts` (nullptr entries skipped; none is TRUE). Throws
-    // bind_error. Claims that are missing, or of a type their use cannot take, become NULL
-    // (so they deny); literals of the wrong type are errors.
+    // bind_error. A constant meeting a column is read as Postgres reads an untyped literal of
+    // the column's type (read_input). Claims that are missing, of a type their use cannot take,
+    // or text Postgres would refuse for that type become NULL (so they deny); literals and $N
+    // parameters Postgres would refuse are errors, and so are LIKE patterns it would refuse or
+    // over like_max_pattern_chars (as claims, NULL). A LIKE pattern must be a value.
     static std::unique_ptr<predicate> bind(std::span<const expr* const> conjuncts,
                                            const bind_context& context);
 
@@ -95,8 +100,11 @@ public:
 
     // The predicate as a SQL condition for a snapshot query: columns quoted from `column_names`
     // (positions as in the schema it was bound with), every constant a parameter appended to
-    // `params` in text format with an explicit cast where Postgres could not infer the type.
-    // No text a client wrote ever becomes SQL. Only for predicates over row.* (no payload/old).
+    // `params` in text format with an explicit cast to what it is compared with (::int8,
+    // ::numeric, ::float8, ::timestamptz, ::text, ::uuid), and text ordered, compared and LIKEd
+    // with COLLATE "C", so that Postgres selects exactly the rows evaluate() accepts whatever
+    // the columns' collations. No text a client wrote ever becomes SQL. Only for predicates over
+    // row.* (no payload/old).
     std::string to_sql(std::span<const std::string> column_names,
                        std::vector<std::string>& params) const;
 
@@ -108,9 +116,15 @@ private:
 
     value operand(std::uint32_t i, const row_values& r) const noexcept;
     tri test(std::uint32_t i, const row_values& r) const noexcept;
+    tri like(const value& subject, const value& pattern, std::uint32_t compiled) const noexcept;
     std::string render(std::uint32_t i) const;
     std::string sql(std::uint32_t i, std::span<const std::string> names,
                     std::vector<std::string>& params) const;
+    enum class text_sql : std::uint8_t { none, plain, uuid, cast };
+    text_sql text_mode(std::initializer_list<std::uint32_t> operands) const;
+    std::string sql_operand(std::uint32_t i, text_sql mode, bool collate,
+                            std::span<const std::string> names,
+                            std::vector<std::string>& params) const;
 
     std::vector<node> nodes_;
     std::vector<std::uint32_t> children_;
@@ -118,13 +132,14 @@ private:
     std::deque<std::string> strings_;            // text of constants (stable addresses)
     std::deque<std::vector<value>> lists_;       // IN lists
     std::deque<std::vector<std::string>> paths_; // payload paths
+    std::deque<like_pattern> patterns_;          // compiled LIKE patterns
     std::uint32_t root_ = 0;
 };
 
 struct predicate::node {
     enum class op : std::uint8_t {
         constant,   // a: constants_ index
-        column,     // a: column position
+        column,     // a: column position, b: its input_type (how SQL writes it)
         old_column, // a: column position
         payload,    // a: paths_ index
         and_,       // a: first in children_, b: count
@@ -133,7 +148,7 @@ struct predicate::node {
         compare,    // a, b: children; cmp
         in_list,    // a: child, b: lists_ index; negated
         is_null,    // a: child; negated
-        like,       // a: subject, b: pattern; negated
+        like,       // a: subject, b: pattern (a constant), c: patterns_ index; negated
         between,    // a, b, c; negated
     };
     op kind = op::constant;

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "rules/like.hpp"
 #include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
@@ -253,6 +254,32 @@ TEST(load_rules, points_expression_errors_at_the_bad_token_inside_the_scalar) {
     });
 }
 
+// Without a database: a LIKE pattern Postgres would refuse, one over like_max_pattern_chars, or
+// one that is not a value.
+TEST(load_rules, reports_like_patterns_that_could_never_be_used) {
+    const std::string too_long = "tables:\n  t:\n    rows: \"row.body not like '" +
+                                 std::string(like_max_pattern_chars + 1, 'a') +
+                                 "'\"\n    columns: \"*\"\n";
+    expect_errors({
+        {"pattern ending in an escape",
+         "tables:\n  t:\n    rows: 'row.body like ''abc\\'''\n    columns: \"*\"\n",
+         {"f.yaml:3:26: rows: LIKE pattern must not end with escape character: 'abc\\'"}},
+        {"pattern over the cap",
+         too_long.c_str(),
+         {"f.yaml:3:30: rows: the LIKE pattern is longer than 1000 characters"}},
+        {"pattern from the row",
+         "tables:\n  t:\n    rows: \"'x' like row.body\"\n    columns: \"*\"\n",
+         {"f.yaml:3:21: rows: a LIKE pattern must be a value (a string or auth.*), not row.body"}},
+        {"number pattern in a channel filter",
+         "channels:\n  c:\n    filter: \"payload.x like 5\"\n",
+         {"f.yaml:3:29: filter: LIKE needs text: 5 is not"}},
+    });
+    const load_result ok =
+        load_rules("tables:\n  t:\n    rows: \"row.body like auth.prefix or row.body like '" +
+                   std::string(like_max_pattern_chars, '%') + "'\"\n    columns: \"*\"\n");
+    EXPECT_TRUE(ok.errors.empty()) << joined(formatted(ok));
+}
+
 TEST(load_rules, rejects_namespaces_an_expression_cannot_use) {
     expect_errors({
         {"row in allow",
@@ -366,6 +393,13 @@ TEST(load_rules, with_a_schema_checks_tables_columns_and_literal_types) {
             {"literal type mismatch in rows:",
              "tables:\n  messages:\n    rows: \"row.room_id == 'abc'\"\n    columns: \"*\"\n",
              {"f.yaml:3:27: type mismatch: row.room_id is integer, 'abc' is not"}},
+            {"a string Postgres would not read as an integer",
+             "tables:\n  messages:\n    rows: \"row.room_id < '2.50'\"\n    columns: \"*\"\n",
+             {"f.yaml:3:26: type mismatch: row.room_id is integer, '2.50' is not"}},
+            {"a string beyond integer's range",
+             "tables:\n  messages:\n    rows: \"row.room_id = '99999999999'\"\n    columns: "
+             "\"*\"\n",
+             {"f.yaml:3:26: type mismatch: row.room_id is integer, '99999999999' is not"}},
             {"timestamp literal that is not one",
              "tables:\n  messages:\n    rows: \"row.sent_at > 'soon'\"\n    columns: \"*\"\n",
              {"f.yaml:3:26: type mismatch: row.sent_at is timestamp, 'soon' is not"}},

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "rules/like.hpp"
 #include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
@@ -251,6 +252,25 @@ TEST(plan_subscription, query_errors_are_bad_query_with_a_position) {
                  "$1 must be a scalar", &member, {json::array({1})});
     expect_error("SELECT * FROM posts WHERE id = $1", plan_error_code::bad_query, "type mismatch",
                  &member, {json("abc")});
+}
+
+// Text Postgres' input function for the column's type would refuse, as a literal or $N: Postgres
+// would raise an error for the query, so the subscription is bad_query.
+TEST(plan_subscription, strings_postgres_would_refuse_for_the_column_type_are_bad_query) {
+    expect_error("SELECT * FROM posts WHERE id = '2.50'", plan_error_code::bad_query,
+                 "type mismatch: id is integer, '2.50' is not (at character 32)");
+    expect_error("SELECT * FROM posts WHERE id < '1e2'", plan_error_code::bad_query,
+                 "type mismatch");
+    expect_error("SELECT * FROM posts WHERE id <= '9223372036854775808'",
+                 plan_error_code::bad_query, "type mismatch");
+    expect_error("SELECT * FROM posts WHERE id = $1", plan_error_code::bad_query, "type mismatch",
+                 &member, {json("4.5")});
+    expect_error("SELECT * FROM posts WHERE title LIKE 'x\\'", plan_error_code::bad_query,
+                 "LIKE pattern must not end with escape character");
+    expect_error("SELECT * FROM posts WHERE title LIKE $1", plan_error_code::bad_query,
+                 "longer than 1000 characters", &member,
+                 {json(std::string(like_max_pattern_chars + 1, '%'))});
+    expect_plan(plan("SELECT * FROM posts WHERE id = ' 7 '"), "id = ' 7 '");
 }
 
 TEST(plan_subscription, rules_that_do_not_fit_the_table_serve_nothing) {

@@ -445,6 +445,303 @@ TEST(predicate, claims_are_substituted_and_missing_ones_deny) {
     }
 }
 
+// A string claim is read by the input function of the column's type, exactly; text Postgres
+// would refuse (for that type: int4 and int8 differ) is NULL and denies. JSON numbers stay
+// numbers.
+TEST(predicate, string_claims_postgres_would_refuse_for_the_column_type_are_null) {
+    struct {
+        const char* expr;
+        json claims;
+        cells row;
+        const char* expected;
+    } cases[] = {
+        // sender_id is bigint
+        {"row.sender_id <= auth.uid", {{"uid", "4.5"}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", "2.50"}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", "NaN"}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", "1e2"}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", "42.0"}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", ""}}, {{"sender_id", "1"}}, "unknown"},
+        {"row.sender_id <= auth.uid",
+         {{"uid", "9223372036854775808"}},
+         {{"sender_id", "1"}},
+         "unknown"},
+        {"row.sender_id <= auth.uid", {{"uid", "99999999999"}}, {{"sender_id", "1"}}, "true"},
+        {"row.sender_id <= auth.uid", {{"uid", " 42 "}}, {{"sender_id", "42"}}, "true"},
+        {"row.sender_id <= auth.uid", {{"uid", "+42"}}, {{"sender_id", "43"}}, "false"},
+        {"not (row.sender_id > auth.uid)", {{"uid", "4.5"}}, {{"sender_id", "9"}}, "unknown"},
+        // room_id is integer: beyond int4 is refused, as a string; a number compares as one
+        {"row.room_id <= auth.uid", {{"uid", "99999999999"}}, {{"room_id", "1"}}, "unknown"},
+        {"row.room_id >= auth.uid", {{"uid", "-2147483649"}}, {{"room_id", "1"}}, "unknown"},
+        {"row.room_id <= auth.uid", {{"uid", 99999999999}}, {{"room_id", "1"}}, "true"},
+        {"row.room_id <= auth.uid", {{"uid", 4.5}}, {{"room_id", "4"}}, "true"},
+        // NOT IN with an element Postgres would refuse: unknown unless another one matches
+        {"row.room_id not in auth.nums", {{"nums", {"2.50"}}}, {{"room_id", "1"}}, "unknown"},
+        {"row.room_id not in auth.nums", {{"nums", {"2.50"}}}, {{"room_id", "2"}}, "unknown"},
+        {"row.room_id not in auth.nums", {{"nums", {1, "2.50"}}}, {{"room_id", "1"}}, "false"},
+        {"row.room_id in auth.nums", {{"nums", {"1e0", " 1"}}}, {{"room_id", "1"}}, "true"},
+        {"row.room_id in auth.nums", {{"nums", {"1e0"}}}, {{"room_id", "1"}}, "unknown"},
+        // numeric, double precision and boolean read their own way
+        {"row.price == auth.p", {{"p", "2.50"}}, {{"price", "2.5"}}, "true"},
+        {"row.price == auth.p", {{"p", "1e2"}}, {{"price", "100"}}, "true"},
+        {"row.price == auth.p", {{"p", "NaN"}}, {{"price", "NaN"}}, "true"},
+        {"row.price == auth.p", {{"p", "0x10"}}, {{"price", "16"}}, "unknown"},
+        {"row.score == auth.p", {{"p", "0x10"}}, {{"score", "16"}}, "true"},
+        {"row.score == auth.p", {{"p", "1e400"}}, {{"score", "Infinity"}}, "unknown"},
+        {"row.flag == auth.f", {{"f", "tr"}}, {{"flag", "t"}}, "true"},
+        {"row.flag == auth.f", {{"f", "o"}}, {{"flag", "t"}}, "unknown"},
+        // no Postgres text holds a NUL
+        {"row.body == auth.n", {{"n", std::string("a\0b", 3)}}, {{"body", "a"}}, "unknown"},
+        {"row.body != auth.n", {{"n", std::string("a\0b", 3)}}, {{"body", "a"}}, "unknown"},
+        // a claim meeting a constant is read by the constant's type (bigint for an integer)
+        {"auth.level > 3 and row.room_id = 1", {{"level", "5"}}, {{"room_id", "1"}}, "true"},
+        {"auth.level > 3 and row.room_id = 1", {{"level", "5.5"}}, {{"room_id", "1"}}, "unknown"},
+    };
+    for (const auto& c : cases) {
+        const std::string what = std::string(c.expr) + " with " + c.claims.dump();
+        try {
+            auto p = rules_expr(c.expr, c.claims);
+            EXPECT_EQ(show(eval(*p, row_of(c.row))), c.expected) << what;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << what << ": " << e.what();
+        }
+    }
+}
+
+// Literals and $N parameters meeting a column are untyped literals to Postgres: text its input
+// function refuses is an error there, so it is one here (bad_query for a subscription).
+TEST(predicate, literals_and_parameters_postgres_would_refuse_are_bind_errors) {
+    const char* refused[] = {
+        "room_id = '2.50'",
+        "room_id = '4.5'",
+        "sender_id < '1e2'",
+        "sender_id <= '9223372036854775808'",
+        "sender_id >= '-9223372036854775809'",
+        "room_id = '99999999999'",
+        "room_id = '-2147483649'",
+        "room_id = 'NaN'",
+        "room_id = ''",
+        "room_id IN (1, '2.5')",
+        "room_id BETWEEN '1' AND '2.0'",
+        "price = '0x10'",
+        "score = '1e400'",
+        "flag = 'o'",
+    };
+    for (const char* text : refused)
+        bind_fails(text, dialect::sql, bind_error_code::type_mismatch);
+    binding b;
+    for (const char* param : {"2.50", "1e2", "99999999999", " 4.5", "NaN", ""}) {
+        b.params = {param};
+        bind_fails("room_id = $1", dialect::sql, bind_error_code::type_mismatch, b);
+    }
+    b.params = {std::string("x\0y", 3)};
+    bind_fails("body = $1", dialect::sql, bind_error_code::type_mismatch, b);
+    struct {
+        const char* expr;
+        cells row;
+        const char* expected;
+    } accepted[] = {
+        {"room_id = ' 42 '", {{"room_id", "42"}}, "true"},
+        {"room_id = '+42'", {{"room_id", "42"}}, "true"},
+        {"room_id = '2147483647'", {{"room_id", "2147483647"}}, "true"},
+        {"sender_id = '99999999999'", {{"sender_id", "99999999999"}}, "true"},
+        {"price = '1e2'", {{"price", "100"}}, "true"},
+        {"price = 'NaN'", {{"price", "NaN"}}, "true"},
+        {"score = '0x10'", {{"score", "16"}}, "true"},
+        {"score = ' -inf '", {{"score", "-Infinity"}}, "true"},
+        {"flag = 'TRU'", {{"flag", "t"}}, "true"},
+        // number literals are no text: no input function reads them
+        {"room_id = 99999999999", {{"room_id", "1"}}, "false"},
+        {"room_id < 4.5", {{"room_id", "4"}}, "true"},
+    };
+    for (const auto& c : accepted) {
+        try {
+            EXPECT_EQ(show(eval(*sql(c.expr), row_of(c.row))), c.expected) << c.expr;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << c.expr << ": " << e.what();
+        }
+    }
+}
+
+// A numeric claim used with LIKE is its decimal text, as it is against a text column; a claim
+// that is neither is NULL. Postgres is handed the same text.
+TEST(predicate, a_numeric_claim_as_a_like_pattern_is_its_decimal_text) {
+    struct {
+        const char* expr;
+        json claims;
+        cells row;
+        const char* expected;
+    } cases[] = {
+        {"row.body like auth.name", {{"name", 42}}, {{"body", "42"}}, "true"},
+        {"row.body like auth.name", {{"name", 42}}, {{"body", "420"}}, "false"},
+        {"row.body not like auth.name", {{"name", 42}}, {{"body", "420"}}, "true"},
+        {"row.body like auth.name", {{"name", -7}}, {{"body", "-7"}}, "true"},
+        {"row.body like auth.name", {{"name", 4.5}}, {{"body", "4.5"}}, "true"},
+        {"row.body like auth.name", {{"name", true}}, {{"body", "true"}}, "unknown"},
+        {"row.body like auth.name", {{"name", {1}}}, {{"body", "1"}}, "unknown"},
+        {"row.body like auth.name", json::object(), {{"body", "1"}}, "unknown"},
+        {"auth.n like '4%' and row.room_id = 1", {{"n", 42}}, {{"room_id", "1"}}, "true"},
+        {"auth.n like '5%' or row.room_id = 1", {{"n", 42}}, {{"room_id", "2"}}, "false"},
+    };
+    for (const auto& c : cases) {
+        const std::string what = std::string(c.expr) + " with " + c.claims.dump();
+        try {
+            auto p = rules_expr(c.expr, c.claims);
+            EXPECT_EQ(show(eval(*p, row_of(c.row))), c.expected) << what;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << what << ": " << e.what();
+        }
+    }
+    const json claims = {{"name", 42}};
+    auto p = rules_expr("row.body like auth.name", claims);
+    std::vector<std::string> names, params;
+    for (const auto& col : messages().columns)
+        names.push_back(col.name);
+    EXPECT_EQ(p->to_sql(names, params), "((\"body\" COLLATE \"C\") LIKE $1::text)");
+    EXPECT_EQ(params, std::vector<std::string>{"42"});
+}
+
+// Patterns Postgres refuses ("must not end with escape character") and patterns over
+// like_max_pattern_chars: errors as literals and parameters, NULL as claims. A pattern is a value.
+TEST(predicate, like_patterns_postgres_would_refuse_or_over_the_cap) {
+    const std::string at_cap(like_max_pattern_chars, '%');
+    const std::string over_cap(like_max_pattern_chars + 1, '%');
+    bind_fails("body LIKE 'abc\\'", dialect::sql, bind_error_code::type_mismatch);
+    bind_fails("body NOT LIKE '" + over_cap + "'", dialect::sql, bind_error_code::type_mismatch);
+    EXPECT_EQ(show(eval(*sql("body LIKE '" + at_cap + "'"), row_of({{"body", "x"}}))), "true");
+    binding b;
+    b.params = {"abc\\"};
+    bind_fails("body LIKE $1", dialect::sql, bind_error_code::type_mismatch, b);
+    b.params = {over_cap};
+    bind_fails("body LIKE $1", dialect::sql, bind_error_code::type_mismatch, b);
+    b.params = {std::string("a\0%", 3)};
+    bind_fails("body LIKE $1", dialect::sql, bind_error_code::type_mismatch, b);
+    for (const json& pattern : {json("abc\\"), json(over_cap), json(std::string("%\0", 2))}) {
+        const json claims = {{"p", pattern}};
+        EXPECT_EQ(show(eval(*rules_expr("row.body like auth.p", claims), row_of({{"body", "x"}}))),
+                  "unknown");
+        EXPECT_EQ(
+            show(eval(*rules_expr("row.body not like auth.p", claims), row_of({{"body", "x"}}))),
+            "unknown");
+    }
+    bind_fails("'abc' LIKE body", dialect::sql, bind_error_code::bad_expression);
+    bind_fails("body LIKE body", dialect::sql, bind_error_code::bad_expression);
+}
+
+// An array or object claim is there, though it compares with nothing: IS NULL is false for it.
+TEST(predicate, is_null_sees_array_and_object_claims_and_payload_fields) {
+    const json claims = {{"arr", {1, 2}},
+                         {"empty", json::array()},
+                         {"obj", {{"a", 1}}},
+                         {"nul", nullptr},
+                         {"s", ""}};
+    struct {
+        const char* expr;
+        const char* expected;
+    } cases[] = {
+        {"auth.arr is not null", "true"},   {"auth.arr is null", "false"},
+        {"auth.empty is not null", "true"}, {"auth.obj is not null", "true"},
+        {"auth.obj is null", "false"},      {"auth.nul is null", "true"},
+        {"auth.missing is null", "true"},   {"auth.missing.deeper is null", "true"},
+        {"auth.obj.a is not null", "true"}, {"auth.s is not null", "true"},
+        {"auth.arr = 1", "unknown"},
+    };
+    for (const auto& c : cases) {
+        auto p = rules_expr(c.expr, claims);
+        EXPECT_EQ(show(p->constant()), c.expected) << c.expr;
+    }
+    binding channel;
+    channel.table = nullptr;
+    channel.allow_payload = true;
+    auto p = rules_expr("payload.to is not null", claims, channel);
+    const json with_object = {{"to", {{"id", 1}}}}, with_array = {{"to", {1}}},
+               with_null = {{"to", nullptr}}, without = json::object();
+    EXPECT_EQ(show(eval(*p, {}, {}, &with_object)), "true");
+    EXPECT_EQ(show(eval(*p, {}, {}, &with_array)), "true");
+    EXPECT_EQ(show(eval(*p, {}, {}, &with_null)), "false");
+    EXPECT_EQ(show(eval(*p, {}, {}, &without)), "false");
+}
+
+const table_schema& typed() {
+    static const table_schema schema{"public",
+                                     "typed",
+                                     {
+                                         {"s", column_family::text, "text"},
+                                         {"v", column_family::text, "character varying(20)"},
+                                         {"u", column_family::text, "uuid"},
+                                         {"c", column_family::text, "\"char\""},
+                                         {"mood", column_family::other, "mood"},
+                                         {"i", column_family::integer, "integer"},
+                                         {"r", column_family::real, "real"},
+                                         {"t", column_family::text, "text"},
+                                     }};
+    return schema;
+}
+
+// The snapshot's SQL: every parameter cast to what it meets, text ordered and LIKEd in C
+// (COLLATE "C") whatever the column's collation, equality kept indexable.
+TEST(predicate, to_sql_casts_every_parameter_and_compares_text_in_c) {
+    struct {
+        const char* expr;
+        std::vector<json> params;
+        const char* sql;
+        std::vector<std::string> values;
+    } cases[] = {
+        {"s < 'a'", {}, R"((("s" COLLATE "C") < $1::text))", {"a"}},
+        {"'a' >= s", {}, R"(($1::text >= ("s" COLLATE "C")))", {"a"}},
+        {"s = 'a'", {}, R"(("s" = $1::text AND ("s" COLLATE "C") = $1::text))", {"a"}},
+        {"s <> 'a'", {}, R"((("s" COLLATE "C") <> $1::text))", {"a"}},
+        {"s = t", {}, R"((("s" COLLATE "C") = ("t" COLLATE "C")))", {}},
+        {"s IN ('a', 'b')",
+         {},
+         R"(("s" IN ($1::text, $2::text) AND ("s" COLLATE "C") IN ($1::text, $2::text)))",
+         {"a", "b"}},
+        {"s NOT IN ('a')", {}, R"((("s" COLLATE "C") NOT IN ($1::text)))", {"a"}},
+        {"s BETWEEN 'a' AND 'b'",
+         {},
+         R"((("s" COLLATE "C") BETWEEN $1::text AND $2::text))",
+         {"a", "b"}},
+        {"s LIKE 'a%'", {}, R"((("s" COLLATE "C") LIKE $1::text))", {"a%"}},
+        {"v < $1", {"x"}, R"((("v" COLLATE "C") < $1::text))", {"x"}},
+        {"u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
+         {},
+         R"(("u" = $1::uuid))",
+         {"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}},
+        {"u < s", {}, R"((("u"::text COLLATE "C") < ("s"::text COLLATE "C")))", {}},
+        {"u LIKE 'a0%'", {}, R"((("u"::text COLLATE "C") LIKE $1::text))", {"a0%"}},
+        {"c = 'x'", {}, R"((("c"::text COLLATE "C") = $1::text))", {"x"}},
+        {"mood = 'happy'", {}, R"((("mood"::text COLLATE "C") = $1::text))", {"happy"}},
+        {"mood LIKE 'h%'", {}, R"((("mood"::text COLLATE "C") LIKE $1::text))", {"h%"}},
+        {"i = '7'", {}, R"(("i" = $1::int8))", {"7"}},
+        {"i < 2.5", {}, R"(("i" < $1::numeric))", {"2.5"}},
+        {"r = '0.1'", {}, R"(("r" = $1::float8))", {"0.10000000149011612"}},
+        {"i IN (1, NULL)", {}, R"(("i" IN ($1::int8, NULL)))", {"1"}},
+    };
+    std::vector<std::string> names;
+    for (const auto& col : typed().columns)
+        names.push_back(col.name);
+    for (const auto& c : cases) {
+        binding b;
+        b.table = &typed();
+        b.params = c.params;
+        try {
+            auto p = sql(c.expr, b);
+            std::vector<std::string> params;
+            EXPECT_EQ(p->to_sql(names, params), c.sql) << c.expr;
+            EXPECT_EQ(params, c.values) << c.expr;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << c.expr << ": " << e.what();
+        }
+    }
+    binding b;
+    b.table = &typed();
+    bind_fails("u = 'not-a-uuid'", dialect::sql, bind_error_code::type_mismatch, b);
+    auto p = sql("u = '{A0EEBC999C0B4EF8BB6D6BB9BD380A11}'", b);
+    std::vector<value> row(typed().columns.size());
+    row[2] = value::text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    EXPECT_EQ(show(eval(*p, row)), "true");
+}
+
 TEST(predicate, bound_predicates_do_not_borrow_from_claims_or_the_expression) {
     std::unique_ptr<predicate> p;
     {
