@@ -70,7 +70,7 @@ build_fuzz() {
 fuzz() { # seconds per target
   local seconds=${1:-60}
   build_fuzz
-  for target in pgoutput_fuzz value_json_fuzz rules_fuzz log_record_fuzz; do
+  for target in pgoutput_fuzz value_json_fuzz rules_fuzz log_record_fuzz jwt_fuzz protocol_fuzz; do
     local name=${target%_fuzz}
     local corpus
     corpus=$(mktemp -d)
