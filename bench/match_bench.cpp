@@ -7,12 +7,21 @@
 //   in_claim/N   rule `row.room_id in auth.rooms` with 5 rooms per user, query without WHERE
 //   scan/1000    1,000 subscriptions `WHERE room_id >= K AND room_id < K + 10` (a range: not
 //                indexable), so every change evaluates all of them; each change hits ~10
+//   like_*/N     the LIKE attack: 20 subscriptions whose filter is a LIKE pattern of N characters
+//                built to defeat a backtracking matcher, against one row whose body is 30,000
+//                'a's (time per change = the stall every client of the hub sees). like_suffix is
+//                '%' + (N-2) 'a' + 'b'; like_inner adds a final '%'; like_underscore is
+//                '%' + ('a_' repeated) + 'b%'. N = 1000 is the longest pattern the engine accepts
+//                (rules::like_max_pattern_chars); 16000 is refused at subscribe (bad_query).
 // items_per_second = changes matched per second. Goals: >= 1M/s indexed; indexed/100000 within
 // 1.5x of indexed/100.
 
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -145,10 +154,63 @@ void scan(benchmark::State& state) {
     run(state, *f, change_kind::insert);
 }
 
+// A LIKE pattern of `n` characters: '%', then `body` repeated to fill, then `tail`.
+std::string like_pattern(std::size_t n, std::string_view body, std::string_view tail) {
+    std::string p = "%";
+    while (p.size() + body.size() + tail.size() <= n)
+        p += body;
+    while (p.size() + tail.size() < n)
+        p += 'a';
+    return p + std::string(tail);
+}
+
+void like_attack(benchmark::State& state, std::string_view body, std::string_view tail) {
+    static auto rules = load("true");
+    const auto n = static_cast<std::size_t>(state.range(0));
+    const std::string query =
+        "SELECT * FROM messages WHERE body LIKE '" + like_pattern(n, body, tail) + "'";
+    auto lookup = [](std::string_view) { return &schema(); };
+    const nlohmann::json claims = {{"sub", 1}};
+    std::vector<subscription_plan> plans;
+    matcher m;
+    for (int i = 0; i < 20; ++i) {
+        auto r = plan_subscription(rules, {query, &claims, {}}, lookup);
+        if (auto* e = std::get_if<plan_error>(&r)) {
+            state.SkipWithError(("refused at subscribe: " + e->message.substr(0, 60)).c_str());
+            return;
+        }
+        plans.push_back(std::move(std::get<subscription_plan>(r)));
+        m.add(static_cast<subscription_id>(i), schema(), plans.back().filter.get());
+    }
+    const std::string text(30'000, 'a');
+    const std::vector<value> row = {value::integer(1), value::integer(1), value::integer(1),
+                                    value::text(text)};
+    std::vector<hit> hits;
+    for (auto _ : state) {
+        hits.clear();
+        m.match("public.messages", change_kind::insert, row, {}, hits);
+        benchmark::DoNotOptimize(hits.data());
+    }
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+
+void like_suffix(benchmark::State& state) {
+    like_attack(state, "a", "b");
+}
+void like_inner(benchmark::State& state) {
+    like_attack(state, "a", "b%");
+}
+void like_underscore(benchmark::State& state) {
+    like_attack(state, "a_", "b%");
+}
+
 BENCHMARK(indexed_insert)->Name("indexed")->Arg(100)->Arg(10'000)->Arg(100'000);
 BENCHMARK(indexed_update)->Name("update")->Arg(100)->Arg(10'000)->Arg(100'000);
 BENCHMARK(in_claim)->Arg(100)->Arg(10'000)->Arg(100'000);
 BENCHMARK(scan)->Arg(1'000);
+BENCHMARK(like_suffix)->Arg(1'000)->Arg(16'000)->Unit(benchmark::kMillisecond);
+BENCHMARK(like_inner)->Arg(1'000)->Arg(16'000)->Unit(benchmark::kMillisecond);
+BENCHMARK(like_underscore)->Arg(1'000)->Arg(16'000)->Unit(benchmark::kMillisecond);
 
 } // namespace
 

@@ -22,6 +22,54 @@ std::size_t unit_len(std::string_view t, std::size_t i) {
     return std::min(char_len(static_cast<unsigned char>(t[i])), t.size() - i);
 }
 
+// Eight bytes at once: all ASCII, so eight one-byte characters.
+bool ascii8(const char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return (w & 0x8080808080808080u) == 0;
+}
+
+// From character boundary `at`, the first character boundary at or past `limit`.
+std::size_t advance_to(std::string_view t, std::size_t at, std::size_t limit) {
+    while (at < limit) {
+        if (limit - at >= 8 && ascii8(t.data() + at)) {
+            at += 8;
+        } else {
+            at += unit_len(t, at);
+        }
+    }
+    return at;
+}
+
+// The characters from boundary `at` to the end.
+std::size_t count_chars(std::string_view t, std::size_t at) {
+    std::size_t n = 0;
+    while (at < t.size()) {
+        if (t.size() - at >= 8 && ascii8(t.data() + at)) {
+            at += 8;
+            n += 8;
+        } else {
+            at += unit_len(t, at);
+            ++n;
+        }
+    }
+    return n;
+}
+
+// From boundary `at`, `chars` characters on.
+std::size_t skip_chars(std::string_view t, std::size_t at, std::size_t chars) {
+    while (chars > 0) {
+        if (chars >= 8 && t.size() - at >= 8 && ascii8(t.data() + at)) {
+            at += 8;
+            chars -= 8;
+        } else {
+            at += unit_len(t, at);
+            --chars;
+        }
+    }
+    return at;
+}
+
 // A character (1-4 bytes) as one number: its bytes and its length, so that a character cut by the
 // end of the text never equals a whole one.
 std::uint64_t unit_key(const char* p, std::size_t len) {
@@ -31,7 +79,8 @@ std::uint64_t unit_key(const char* p, std::size_t len) {
     return k;
 }
 
-constexpr std::size_t max_words = (like_max_pattern_chars + 63) / 64;
+constexpr std::size_t max_words = 16; // a power of two >= like_max_pattern_chars / 64
+static_assert(max_words * 64 >= like_max_pattern_chars);
 
 // One character of a pattern: '%', '_', or a literal (its bytes, after a '\' when escaped).
 struct pattern_char {
@@ -122,7 +171,10 @@ like_pattern::like_pattern(std::string_view p) : error_(check_like_pattern(p)) {
         }
         // Shift-and: bit j of a character's mask is set when position j of the segment is '_'
         // or that character. Mask 0 is for characters the segment does not name.
-        s.words = (s.count + 63) / 64;
+        // A power of two, so that the step below runs a fixed number of words.
+        s.words = 1;
+        while (s.words * 64 < s.count)
+            s.words *= 2;
         s.mask_at = static_cast<std::uint32_t>(masks_.size());
         s.ascii_at = static_cast<std::uint32_t>(ascii_.size());
         s.others_at = static_cast<std::uint32_t>(others_.size());
@@ -195,9 +247,7 @@ std::size_t like_pattern::find_plain(const segment& s, std::string_view text, st
     const void* hit = ::memmem(text.data() + from, text.size() - from, needle, s.bytes);
     if (hit == nullptr) return std::string_view::npos;
     const auto pos = static_cast<std::size_t>(static_cast<const char*>(hit) - text.data());
-    std::size_t at = from;
-    while (at < pos)
-        at += unit_len(text, at);
+    std::size_t at = advance_to(text, from, pos);
     if (at == pos) {
         end = pos + s.bytes;
         return pos;
@@ -225,32 +275,59 @@ std::size_t like_pattern::find_plain(const segment& s, std::string_view text, st
     return std::string_view::npos;
 }
 
-std::size_t like_pattern::find_wild(const segment& s, std::string_view text, std::size_t from,
-                                    std::size_t& end) const noexcept {
-    std::uint64_t d[max_words] = {};
-    const std::uint32_t words = s.words;
+namespace {
+
+// One shift-and step over `Words` words: d = ((d << 1) | 1) & mask, the carry running upwards
+// from word to word. Two words a vector (SSE2, which every x86-64 has; elsewhere the compiler
+// lowers it to scalar code): the hot loop of an adversarial '_' pattern.
+using u64x2 = std::uint64_t __attribute__((vector_size(16)));
+
+template <std::size_t Words>
+void step(std::uint64_t* d, const std::uint64_t* mask) {
+    if constexpr (Words == 1) {
+        d[0] = ((d[0] << 1) | 1) & mask[0];
+    } else {
+        u64x2 carry_in = {0, 1}; // lane 1 feeds bit 0 of word 0 (see the shuffle)
+        for (std::size_t w = 0; w < Words; w += 2) {
+            u64x2 v, m;
+            std::memcpy(&v, d + w, 16);
+            std::memcpy(&m, mask + w, 16);
+            const u64x2 out = v >> 63;
+            // {carry from the previous pair's high word, carry from this pair's low word}
+            const u64x2 in = __builtin_shuffle(out, carry_in, (u64x2){3, 0});
+            v = ((v << 1) | in) & m;
+            std::memcpy(d + w, &v, 16);
+            carry_in = out;
+        }
+    }
+}
+
+} // namespace
+
+template <std::size_t Words>
+std::size_t like_pattern::find_wild_n(const segment& s, std::string_view text, std::size_t from,
+                                      std::size_t& end) const noexcept {
+    std::uint64_t d[Words] = {};
     const std::uint32_t top_word = (s.count - 1) / 64;
     const std::uint64_t top_bit = std::uint64_t{1} << ((s.count - 1) % 64);
     const std::uint64_t* others = others_.data() + s.others_at;
+    const std::uint16_t* ascii = ascii_.data() + s.ascii_at;
+    const std::uint64_t* masks = masks_.data() + s.mask_at;
     for (std::size_t at = from; at < text.size();) {
-        const std::size_t len = unit_len(text, at);
         const auto byte = static_cast<unsigned char>(text[at]);
-        std::size_t k = 0;
-        if (len == 1 && byte < 0x80) {
-            k = ascii_[s.ascii_at + byte];
-        } else if (s.others_count > 0) {
-            const std::uint64_t key = unit_key(text.data() + at, len) << 16;
-            const std::uint64_t* it = std::lower_bound(others, others + s.others_count, key);
-            if (it != others + s.others_count && (*it & ~std::uint64_t{0xFFFF}) == key)
-                k = *it & 0xFFFF;
+        std::size_t k = 0, len = 1;
+        if (byte < 0x80) {
+            k = ascii[byte];
+        } else {
+            len = unit_len(text, at);
+            if (s.others_count > 0) {
+                const std::uint64_t key = unit_key(text.data() + at, len) << 16;
+                const std::uint64_t* it = std::lower_bound(others, others + s.others_count, key);
+                if (it != others + s.others_count && (*it & ~std::uint64_t{0xFFFF}) == key)
+                    k = *it & 0xFFFF;
+            }
         }
-        const std::uint64_t* mask = masks_.data() + s.mask_at + k * words;
-        std::uint64_t carry = 1;
-        for (std::uint32_t w = 0; w < words; ++w) {
-            const std::uint64_t x = d[w];
-            d[w] = ((x << 1) | carry) & mask[w];
-            carry = x >> 63;
-        }
+        step<Words>(d, masks + k * Words);
         at += len;
         if (d[top_word] & top_bit) {
             end = at;
@@ -258,6 +335,22 @@ std::size_t like_pattern::find_wild(const segment& s, std::string_view text, std
         }
     }
     return std::string_view::npos;
+}
+
+std::size_t like_pattern::find_wild(const segment& s, std::string_view text, std::size_t from,
+                                    std::size_t& end) const noexcept {
+    switch (s.words) {
+    case 1:
+        return find_wild_n<1>(s, text, from, end);
+    case 2:
+        return find_wild_n<2>(s, text, from, end);
+    case 4:
+        return find_wild_n<4>(s, text, from, end);
+    case 8:
+        return find_wild_n<8>(s, text, from, end);
+    default:
+        return find_wild_n<max_words>(s, text, from, end);
+    }
 }
 
 bool like_pattern::match(std::string_view text) const noexcept {
@@ -281,16 +374,12 @@ bool like_pattern::match(std::string_view text) const noexcept {
     std::size_t start = at;
     if (!last.wild) {
         if (n - at < last.bytes) return false;
-        while (start < n - last.bytes)
-            start += unit_len(text, start);
+        start = advance_to(text, at, n - last.bytes);
         if (start != n - last.bytes) return false; // not a character boundary
     } else {
-        std::size_t chars = 0;
-        for (std::size_t i = at; i < n; i += unit_len(text, i))
-            ++chars;
+        const std::size_t chars = count_chars(text, at);
         if (chars < last.count) return false;
-        for (std::size_t skip = chars - last.count; skip > 0; --skip)
-            start += unit_len(text, start);
+        start = skip_chars(text, at, chars - last.count);
     }
     std::size_t end = 0;
     return equal_at(last, text, start, end) && end == n;

@@ -58,9 +58,9 @@ private:
         std::uint32_t first = 0, count = 0; // tokens_
         std::uint32_t bytes = 0;            // literal bytes (no '_')
         bool wild = false;                  // has '_'
-        // wild: shift-and masks, `words` each: masks_[mask_at + k * words] is the mask of
-        // character k (0: what any character not in the segment may be, the '_' positions);
-        // ascii_ and others_ map characters to k.
+        // wild: shift-and masks of `words` words (a power of two) each; masks_[mask_at +
+        // k * words] is character k's (k = 0: any character the segment does not name, so the
+        // '_' positions only); ascii_ and others_ map characters to k.
         std::uint32_t words = 0, mask_at = 0, ascii_at = 0, others_at = 0, others_count = 0;
         // plain, searched in the middle: KMP failure links (for malformed text, see match).
         std::uint32_t fail_at = 0;
@@ -72,6 +72,9 @@ private:
                            std::size_t& end) const noexcept;
     std::size_t find_wild(const segment& s, std::string_view text, std::size_t from,
                           std::size_t& end) const noexcept;
+    template <std::size_t Words>
+    std::size_t find_wild_n(const segment& s, std::string_view text, std::size_t from,
+                            std::size_t& end) const noexcept;
 
     like_pattern_error error_ = like_pattern_error::too_long;
     std::string bytes_;                 // literal characters, unescaped, in order

@@ -373,5 +373,46 @@ TEST(like_match, agrees_with_the_backtracking_matcher_on_random_patterns_and_tex
     }
 }
 
+// Long segments (several 64-bit words of shift-and state) on longer texts of two letters, where
+// near-matches abound.
+TEST(like_match, agrees_with_the_backtracking_matcher_on_long_segments) {
+    const unsigned seed = std::random_device{}();
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937 rng(seed);
+    auto pick = [&](std::size_t n) {
+        return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+    };
+    int mismatches = 0, matched = 0;
+    for (int r = 0; r < 2'000 && mismatches < 10; ++r) {
+        // A text of runs of 'a' with a few 'b' and an 'é', and a pattern cut from it, so that
+        // it matches often, with some characters turned into '_' or changed.
+        std::string t;
+        for (std::size_t k = 100 + pick(700); k > 0; --k) {
+            const std::size_t c = pick(40);
+            t += c == 0 ? "b" : c == 1 ? "\xC3\xA9" : "a";
+        }
+        const std::size_t from = pick(t.size() / 2),
+                          len = 1 + pick(std::min<std::size_t>(300, t.size() - from));
+        std::string p = pick(4) ? "%" : "";
+        for (std::size_t i = from; i < from + len && i < t.size(); ++i) {
+            const std::size_t c = pick(400);
+            if (static_cast<unsigned char>(t[i]) >= 0x80) {
+                p += c < 80 ? std::string("_") : std::string(t, i, 2);
+                ++i;
+            } else {
+                p += c < 80 ? '_' : c == 80 ? 'b' : c == 81 ? '%' : t[i];
+            }
+        }
+        if (pick(4)) p += "%";
+        const bool expected = oracle_like(t, p);
+        matched += expected;
+        if (like_match(t, p) != expected) {
+            ADD_FAILURE() << "'" << t << "' LIKE '" << p << "': expected " << expected;
+            ++mismatches;
+        }
+    }
+    EXPECT_GT(matched, 400) << "too few matches to test anything";
+}
+
 } // namespace
 } // namespace pgpush::rules
