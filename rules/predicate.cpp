@@ -525,19 +525,66 @@ private:
         return constant(value::null(), false);
     }
 
+    // Postgres' numeric types in the order of its implicit casts (int2 -> int4 -> int8 ->
+    // numeric -> real -> double precision): the common type of several is the last of them.
+    static int numeric_rank(input_type t) {
+        switch (t) {
+        case input_type::int2:
+            return 0;
+        case input_type::int4:
+            return 1;
+        case input_type::int8:
+            return 2;
+        case input_type::numeric:
+            return 3;
+        case input_type::float4:
+            return 4;
+        case input_type::float8:
+            return 5;
+        default:
+            return -1;
+        }
+    }
+
+    // The type Postgres gives an IN list of several items against numeric column `a`: the
+    // common type of the column and the items that have one (a literal is int4, int8 or
+    // numeric by its size and form; a JSON number from $N or a claim is bigint or double
+    // precision, as to_sql writes it; a string claim has the column's type). Untyped items
+    // (quoted literals, string $N) are read as that type.
+    input_type list_type(std::uint32_t a,
+                         std::span<const std::pair<std::uint32_t, const expr*>> raw) {
+        const input_type column = infos_[a].input;
+        int rank = numeric_rank(column);
+        if (rank < 0) return column; // oid: left as it is
+        static constexpr input_type by_rank[] = {input_type::int2,   input_type::int4,
+                                                 input_type::int8,   input_type::numeric,
+                                                 input_type::float4, input_type::float8};
+        for (const auto& [i, at] : raw) {
+            const value& v = constant_of(i);
+            int r = -1;
+            if (v.type() == value_type::integer) {
+                const bool literal = at->type == expr::kind::literal;
+                r = literal && v.as_int() >= INT32_MIN && v.as_int() <= INT32_MAX ? 1 : 2;
+            } else if (v.type() == value_type::decimal) {
+                r = 3;
+            } else if (v.type() == value_type::floating) {
+                r = 5;
+            }
+            rank = std::max(rank, r);
+        }
+        return by_rank[rank];
+    }
+
     std::uint32_t in(const expr& e) {
         auto a = bind(*e.args[0]);
         const expr& rhs = *e.args[1];
-        std::vector<value> items;
-        std::vector<bool> literal; // per item: written in the text (not a claim)
+        std::vector<std::pair<std::uint32_t, const expr*>> raw; // bound items, where written
         if (rhs.type == expr::kind::list) {
             for (const auto& item : rhs.args) {
                 auto i = bind(*item);
                 if (!is_constant(i))
                     fail(bind_error_code::bad_expression, *item, "list items must be values");
-                if (infos_[a].family) i = coerce_to_column(i, a, *item, *e.args[0]);
-                items.push_back(constant_of(i));
-                literal.push_back(infos_[i].from_literal);
+                raw.emplace_back(i, item.get());
             }
         } else if (rhs.type == expr::kind::ref && rhs.space == ref_space::auth) {
             if (ctx_.claims == nullptr)
@@ -545,33 +592,49 @@ private:
             const nlohmann::json* j = json_path(ctx_.claims, rhs.path);
             // A missing or non-array claim is NULL: x IN NULL is unknown, which denies.
             if (j == nullptr || !j->is_array()) return truth(tri::unknown);
-            for (const auto& el : *j) {
-                auto i = constant(own(from_json(el)), false);
-                if (infos_[a].family) i = coerce_to_column(i, a, rhs, *e.args[0]);
-                items.push_back(constant_of(i));
-                literal.push_back(false);
-            }
-            if (items.empty()) return truth(e.negated ? tri::true_ : tri::false_);
+            for (const auto& el : *j)
+                raw.emplace_back(constant(own(from_json(el)), false), &rhs);
+            if (raw.empty()) return truth(e.negated ? tri::true_ : tri::false_);
         } else {
             fail(bind_error_code::bad_expression, rhs, "IN needs a list or an array claim");
         }
-        // Postgres types an IN list of several items by the common type of the column and the
-        // items: against a real column, numeric literals become reals. (A single item is plain
-        // `=`, where real meets numeric in double precision.)
-        if (infos_[a].family == column_family::real && items.size() > 1) {
+        const std::optional<column_family> family = infos_[a].family;
+        std::optional<input_type> common;
+        if (family && numeric_family(*family) && raw.size() > 1) common = list_type(a, raw);
+        std::vector<value> items;
+        std::vector<bool> literal; // per item: written in the text (not a claim)
+        for (const auto& [item, at] : raw) {
+            std::uint32_t i = item;
+            if (family) {
+                input_type as = infos_[a].input;
+                if (common && infos_[i].from_literal && constant_of(i).type() == value_type::text)
+                    as = *common;
+                i = coerce_to(i, *family, as, *at, *e.args[0]);
+            }
+            items.push_back(constant_of(i));
+            literal.push_back(infos_[i].from_literal);
+        }
+        // Typed items take the common type: against a real column numeric literals become reals;
+        // with a double among the items, everything is compared as a double.
+        const bool to_real = common == input_type::float4;
+        const bool to_double = common == input_type::float8 && family != column_family::floating &&
+                               family != column_family::real;
+        if (to_real || to_double) {
             for (std::size_t k = 0; k < items.size(); ++k) {
                 value& v = items[k];
-                if (v.type() == value_type::integer || v.type() == value_type::decimal) {
-                    std::string digits = v.type() == value_type::integer
-                                             ? std::to_string(v.as_int())
-                                             : std::string(v.as_text());
-                    auto r = from_pg_text(column_family::real, digits);
-                    if (r.is_null() && literal[k]) {
-                        fail(bind_error_code::type_mismatch, rhs,
-                             digits + " is out of range for a real column");
-                    }
-                    v = r; // a claim out of range is NULL
+                if (v.type() != value_type::integer && v.type() != value_type::decimal) continue;
+                const std::string digits = v.type() == value_type::integer
+                                               ? std::to_string(v.as_int())
+                                               : std::string(v.as_text());
+                std::string storage;
+                auto r =
+                    read_input(to_real ? input_type::float4 : input_type::float8, digits, storage);
+                if (!r && literal[k]) {
+                    fail(bind_error_code::type_mismatch, rhs,
+                         digits + " is out of range for " +
+                             (to_real ? "a real" : "double precision"));
                 }
+                v = r ? *r : value::null(); // a claim out of range is NULL
             }
         }
         if (is_constant(a)) {
@@ -592,7 +655,9 @@ private:
         // AND: a false child decides; true children drop out. OR: the reverse.
         const tri decisive = is_and ? tri::false_ : tri::true_;
         std::vector<std::uint32_t> kept;
-        bool unknown = false;
+        bool unknown = false, decided = false;
+        // Every child is bound, even after one decides: a literal Postgres would refuse is an
+        // error wherever it stands, as it is there (at parse time, not at evaluation).
         for (const auto& arg : e.args) {
             auto c = boolean(*arg);
             if (!is_constant(c)) {
@@ -600,9 +665,10 @@ private:
                 continue;
             }
             tri t = truth_of(constant_of(c));
-            if (t == decisive) return truth(decisive);
+            if (t == decisive) decided = true;
             if (t == tri::unknown) unknown = true;
         }
+        if (decided) return truth(decisive);
         if (kept.empty()) return truth(unknown ? tri::unknown : tri_not(decisive));
         if (unknown) kept.push_back(truth(tri::unknown));
         if (kept.size() == 1) return kept[0];
@@ -622,7 +688,7 @@ public:
     // The AND of several bound roots, folded the same way.
     std::uint32_t conjunction(std::span<const expr* const> conjuncts) {
         std::vector<std::uint32_t> kept;
-        bool unknown = false;
+        bool unknown = false, decided = false;
         for (const expr* e : conjuncts) {
             if (e == nullptr) continue;
             auto c = boolean(*e);
@@ -631,9 +697,10 @@ public:
                 continue;
             }
             tri t = truth_of(constant_of(c));
-            if (t == tri::false_) return truth(tri::false_);
+            if (t == tri::false_) decided = true;
             if (t == tri::unknown) unknown = true;
         }
+        if (decided) return truth(tri::false_);
         if (kept.empty()) return truth(unknown ? tri::unknown : tri::true_);
         if (unknown) kept.push_back(truth(tri::unknown));
         if (kept.size() == 1) return kept[0];

@@ -563,6 +563,48 @@ TEST(predicate, literals_and_parameters_postgres_would_refuse_are_bind_errors) {
     }
 }
 
+// Postgres types an IN list of several items by the common type of the column and the items
+// that have a type, and reads quoted items as that type: an integer column meeting a bigint
+// or numeric literal reads '99999999999' or '2.50' in the list. A single item is `=`.
+TEST(predicate, in_lists_read_quoted_items_as_the_common_type_of_the_list) {
+    struct {
+        const char* expr;
+        cells row;
+        const char* expected;
+    } cases[] = {
+        {"room_id IN (9007199254740993, '99999999999')", {{"room_id", "1"}}, "false"},
+        {"room_id IN (1.5, '2.50')", {{"room_id", "2"}}, "false"},
+        {"room_id IN (1.5, '2.0')", {{"room_id", "2"}}, "true"},
+        {"room_id IN (1, '2')", {{"room_id", "2"}}, "true"},
+        {"price IN (1, '2.50')", {{"price", "2.5"}}, "true"},
+    };
+    for (const auto& c : cases) {
+        try {
+            EXPECT_EQ(show(eval(*sql(c.expr), row_of(c.row))), c.expected) << c.expr;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << c.expr << ": " << e.what();
+        }
+    }
+    bind_fails("room_id IN ('99999999999')", dialect::sql, bind_error_code::type_mismatch);
+    bind_fails("room_id IN (1, '99999999999')", dialect::sql, bind_error_code::type_mismatch);
+    bind_fails("room_id IN (1, '2.50')", dialect::sql, bind_error_code::type_mismatch);
+    binding b;
+    b.params = {4.5, "2.50"}; // a JSON number is a double: the list compares as doubles
+    EXPECT_EQ(show(eval(*sql("room_id IN ($1, $2)", b), row_of({{"room_id", "2"}}))), "false");
+    b.params = {42, "99999999999"}; // and a JSON integer a bigint
+    EXPECT_EQ(show(eval(*sql("room_id IN ($1, $2)", b), row_of({{"room_id", "42"}}))), "true");
+}
+
+// A literal Postgres would refuse is an error where it stands, even where the rest of the
+// expression already decides the outcome: Postgres reads every literal before it evaluates.
+TEST(predicate, a_decided_and_or_still_checks_every_literal) {
+    bind_fails("false AND room_id = '2.50'", dialect::sql, bind_error_code::type_mismatch);
+    bind_fails("true OR room_id = '2.50'", dialect::sql, bind_error_code::type_mismatch);
+    bind_fails("1 = 2 AND (room_id < 'abc' OR true)", dialect::sql, bind_error_code::type_mismatch);
+    EXPECT_EQ(show(sql("false AND room_id = '7'")->constant()), "false");
+    EXPECT_EQ(show(sql("true OR room_id = '7'")->constant()), "true");
+}
+
 // A numeric claim used with LIKE is its decimal text, as it is against a text column; a claim
 // that is neither is NULL. Postgres is handed the same text.
 TEST(predicate, a_numeric_claim_as_a_like_pattern_is_its_decimal_text) {
