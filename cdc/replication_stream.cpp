@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cdc/backoff.hpp"
+#include "cdc/db.hpp"
 #include "cdc/pg_async.hpp"
 #include "cdc/pg_time.hpp"
 #include "cdc/pgoutput_decoder.hpp"
@@ -45,13 +46,6 @@ public:
     fatal_stop(stop_reason why, const std::string& message)
         : std::runtime_error(message), reason(why) {}
     stop_reason reason;
-};
-
-// Output settings value_json relies on; pinned on the replication connection whatever the
-// server's or role's defaults are.
-const std::vector<std::pair<std::string, std::string>> output_settings = {
-    {"DateStyle", "ISO"},        {"TimeZone", "UTC"},     {"IntervalStyle", "iso_8601"},
-    {"extra_float_digits", "3"}, {"bytea_output", "hex"}, {"client_encoding", "UTF8"},
 };
 
 std::string start_replication_sql(const stream_config& c, lsn start) {
@@ -135,6 +129,17 @@ void replication_stream::confirm(lsn l) {
     stats_.flushed_lsn = feedback_.flushed().value;
 }
 
+void replication_stream::pause(bool paused) {
+    if (paused_ == paused) return;
+    paused_ = paused;
+    // Wake the loop so it stops (or starts again) reading now.
+    if (current_) {
+        boost::system::error_code ignored;
+        current_->socket.descriptor().cancel(ignored);
+        current_->status_timer.cancel();
+    }
+}
+
 void replication_stream::stop() {
     stopping_ = true;
     if (current_) {
@@ -194,7 +199,7 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     pg::connect_options options;
     options.conninfo = config_.conninfo;
     options.replication = true;
-    options.settings = output_settings;
+    options.settings = db::output_settings();
     options.timeout = config_.connect_timeout;
     session s(co_await pg::async_connect(options), ex_);
     current_ = &s;
@@ -259,11 +264,17 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
     };
 
     while (true) {
-        drain(s);
+        if (!paused_) drain(s);
         if (end_reached_ || stopping_) break;
         if (s.reply_due || clock::now() >= next_status) {
             co_await send_status();
             continue; // flushing may have read more input
+        }
+        if (paused_) {
+            // Nothing is read; status updates go on (on the timer), pause(false) wakes us.
+            boost::system::error_code ec;
+            co_await s.status_timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            continue;
         }
         if (s.socket.has_pending_input()) {
             if (PQconsumeInput(s.conn.get()) == 0) throw pg::error(pg::last_error(s.conn.get()));
@@ -273,8 +284,9 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
         try {
             co_await (s.socket.readable() || s.status_timer.async_wait(net::use_awaitable));
         } catch (...) {
-            // stop() cancels both waits (Asio reports that as multiple_exceptions).
+            // stop() and pause() cancel both waits (Asio reports that as multiple_exceptions).
             if (stopping_) break;
+            if (paused_) continue;
             throw;
         }
         if (PQconsumeInput(s.conn.get()) == 0) throw pg::error(pg::last_error(s.conn.get()));
@@ -290,7 +302,7 @@ net::awaitable<void> replication_stream::stream_once(backoff& delay) {
 }
 
 void replication_stream::drain(session& s) {
-    while (!end_reached_ && !stopping_) {
+    while (!end_reached_ && !stopping_ && !paused_) {
         copy_buffer buf;
         int n = PQgetCopyData(s.conn.get(), &buf.p, /*async=*/1);
         if (n == 0) return; // a whole message is not in yet

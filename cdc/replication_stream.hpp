@@ -91,6 +91,11 @@ public:
 
     // The consumer has made everything up to `l` (a commit's end LSN) durable.
     void confirm(lsn l);
+    // From the stream's own thread: stop reading (the consumer cannot keep anything right now,
+    // e.g. its disk is full) or read on. While paused the stream still sends status updates, so
+    // the server keeps the connection, and WAL waits in Postgres.
+    void pause(bool paused);
+    bool paused() const { return paused_; }
     // Drop transactions committing at or before `commit_lsn` (the consumer has them from an
     // earlier run). Before run().
     void skip_through(lsn commit_lsn);
@@ -111,6 +116,7 @@ private:
     feedback feedback_;
     stream_stats stats_;
     bool stopping_ = false;
+    bool paused_ = false;
     bool end_reached_ = false;
     bool temporary_slot_created_ = false;
     session* current_ = nullptr;

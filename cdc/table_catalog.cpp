@@ -9,6 +9,11 @@ namespace pgpush::cdc {
 std::vector<table_description> describe_tables(const std::string& conninfo,
                                                const std::vector<std::string>& qualified) {
     pqxx::connection conn(conninfo);
+    return describe_tables(conn, qualified);
+}
+
+std::vector<table_description> describe_tables(pqxx::connection_base& conn,
+                                               const std::vector<std::string>& qualified) {
     pqxx::nontransaction tx(conn);
     std::string names = "{";
     for (std::size_t i = 0; i < qualified.size(); ++i) {

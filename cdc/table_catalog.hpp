@@ -8,6 +8,10 @@
 
 #include "cdc/pgoutput.hpp"
 
+namespace pqxx {
+class connection_base;
+}
+
 namespace pgpush::cdc {
 
 struct column_description {
@@ -30,6 +34,9 @@ struct table_description {
 // The tables among `qualified` ("schema.table") that exist; missing ones are simply absent.
 // Throws std::runtime_error when the database cannot be reached.
 std::vector<table_description> describe_tables(const std::string& conninfo,
+                                               const std::vector<std::string>& qualified);
+// The same on an open connection.
+std::vector<table_description> describe_tables(pqxx::connection_base& conn,
                                                const std::vector<std::string>& qualified);
 
 } // namespace pgpush::cdc

@@ -1,10 +1,10 @@
 #include "main/serve_command.hpp"
 
-#include <cstdio>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 
 #include <CLI/CLI.hpp>
+
+#include "main/common.hpp"
 
 namespace pgpush {
 
@@ -74,6 +74,14 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->capture_default_str();
     cmd->add_option("--snapshot-max-rows", c.hub.snapshot_max_rows, "Largest initial result")
         ->capture_default_str();
+    cmd->add_option("--snapshot-timeout", o.snapshot_timeout_seconds,
+                    "Seconds a snapshot may take, waiting for its client included")
+        ->capture_default_str();
+    cmd->add_option("--startup-timeout", o.startup_timeout_seconds,
+                    "Seconds to wait at start for a database that is down or restarting (0: for "
+                    "ever)")
+        ->envname("PGPUSH_STARTUP_TIMEOUT")
+        ->capture_default_str();
     cmd->add_option("--data-dir", c.data_dir,
                     "Where the change log lives (DIR/SLOT.log); keep it on durable local disk")
         ->envname("PGPUSH_DATA_DIR")
@@ -107,34 +115,31 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
     return cmd;
 }
 
-namespace {
-
-std::string read_file(const std::string& path, const char* what) {
-    std::ifstream in(path);
-    if (!in) {
-        std::fprintf(stderr, "pgpush serve: bad_option: cannot read %s file %s\n", what,
-                     path.c_str());
-        std::exit(2);
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-} // namespace
-
 int run_serve(serve_options& o) {
     auto& c = o.config;
-    if (!o.jwt_public_key_file.empty())
-        c.jwt.public_key_pem = read_file(o.jwt_public_key_file, "public key");
-    if (!o.jwt_jwks_file.empty()) c.jwt.jwks_json = read_file(o.jwt_jwks_file, "JWKS");
+    try {
+        if (!o.jwt_public_key_file.empty()) c.jwt.public_key_pem = read_file(o.jwt_public_key_file);
+        if (!o.jwt_jwks_file.empty()) c.jwt.jwks_json = read_file(o.jwt_jwks_file);
+    } catch (const std::exception& e) {
+        return fail("serve", "bad_option", e.what(), 2);
+    }
     c.jwt.leeway = std::chrono::seconds(o.jwt_leeway_seconds);
     c.limits.auth_timeout = std::chrono::seconds(o.auth_timeout_seconds);
     c.status_interval = std::chrono::milliseconds(o.status_interval_ms);
     c.log_sync_delay = std::chrono::milliseconds(o.log_sync_delay_ms);
     c.log_retain_age = std::chrono::seconds(static_cast<long>(o.log_retain_hours * 3600));
     c.heartbeat_interval = std::chrono::milliseconds(std::max(100, o.heartbeat_interval_ms));
-    return push::serve(c);
+    c.snapshot_timeout = std::chrono::milliseconds(
+        static_cast<long>(std::max(0.1, o.snapshot_timeout_seconds) * 1000));
+    c.startup_timeout = std::chrono::seconds(std::max(0, o.startup_timeout_seconds));
+    try {
+        push::engine e(c);
+        return static_cast<int>(e.run());
+    } catch (const push::engine_error& e) {
+        return fail("serve", e.code(), e.what(), static_cast<int>(e.exit()));
+    } catch (const std::exception& e) {
+        return fail("serve", "internal", e.what(), 1);
+    }
 }
 
 } // namespace pgpush

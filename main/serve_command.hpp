@@ -1,6 +1,6 @@
 #pragma once
 
-#include "push/server.hpp"
+#include "push/engine.hpp"
 
 namespace CLI {
 class App;
@@ -18,6 +18,8 @@ struct serve_options {
     double log_retain_hours = 24;
     int heartbeat_interval_ms = 10'000;
     int log_sync_delay_ms = 0;
+    double snapshot_timeout_seconds = 120;
+    int startup_timeout_seconds = 0;
 };
 
 // `pgpush serve`: the engine (docs/protocol.md, docs/serve.md).

@@ -23,6 +23,7 @@
 #include "cdc/pg_time.hpp"
 #include "cdc/replication_stream.hpp"
 #include "cdc/setup.hpp"
+#include "main/common.hpp"
 
 namespace pgpush {
 
@@ -174,10 +175,7 @@ std::string short_hash(const std::vector<std::string>& items) {
 }
 
 [[noreturn]] void die(std::string_view code, const std::string& message) {
-    spdlog::default_logger()->flush();
-    std::fprintf(stderr, "pgpush tail: %.*s: %s\n", static_cast<int>(code.size()), code.data(),
-                 message.c_str());
-    std::exit(1);
+    pgpush::die("tail", code, message);
 }
 
 std::optional<lsn> lsn_option(const std::string& text, const char* flag) {

@@ -39,11 +39,11 @@ class client {
 public:
     virtual ~client() = default;
     // Thread-safe: hands the frames to the connection's own thread, which sends them in order.
-    virtual void deliver(std::vector<frame> frames) = 0;
-    // The connection's own thread, and delivery on it (only there): lets the hub post once per
+    virtual void post_frames(std::vector<frame> frames) = 0;
+    // The connection's own thread, and queueing on it (only there): lets the hub post once per
     // thread for all the connections it serves instead of once per connection.
     virtual boost::asio::any_io_executor executor() const = 0;
-    virtual void deliver_here(std::vector<frame>& frames) = 0;
+    virtual void enqueue_frames(std::vector<frame>& frames) = 0;
     virtual std::uint64_t connection_id() const = 0;
     virtual flow_gate& flow() = 0;
 };

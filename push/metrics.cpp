@@ -6,6 +6,30 @@
 
 namespace pgpush::push {
 
+const char* to_string(refusal r) {
+    switch (r) {
+    case refusal::connection_limit:
+        return "connection_limit";
+    case refusal::header_too_large:
+        return "header_too_large";
+    case refusal::uri_too_long:
+        return "uri_too_long";
+    case refusal::body_too_large:
+        return "body_too_large";
+    case refusal::bad_request:
+        return "bad_request";
+    case refusal::method_not_allowed:
+        return "method_not_allowed";
+    case refusal::bad_handshake:
+        return "bad_handshake";
+    case refusal::websocket_version:
+        return "websocket_version";
+    case refusal::request_timeout:
+        return "request_timeout";
+    }
+    return "unknown";
+}
+
 void metrics::count_error(const std::string& code) {
     std::lock_guard lock(mu_);
     ++errors_[code];
@@ -91,6 +115,21 @@ std::string metrics::prometheus() const {
     metric("pgpush_slot_retained_wal_alarm", "gauge",
            "1 when retained WAL is over --max-retained-wal (or the slot is invalidated).",
            (alarm && retained > alarm) || !slot_ok.load() ? 1 : 0);
+    metric("pgpush_stream_paused", "gauge",
+           "1 while the stream does not read because the change log cannot keep up.",
+           stream_paused.load() ? 1 : 0);
+    metric("pgpush_log_state", "gauge",
+           "The change log writer: 0 ok, 1 stalled (a write failed: retrying), 2 failed (a sync "
+           "failed: the engine stops).",
+           log_state.load());
+    metric("pgpush_log_stalls_total", "counter", "Times the change log writer stalled.",
+           log_stalls.load());
+    metric("pgpush_publication_missing_tables", "gauge",
+           "Tables of the rules the publication does not carry (their changes are not streamed).",
+           publication_missing_tables.load());
+    metric("pgpush_publication_gaps_total", "counter",
+           "Times a table was found missing from the publication (a hole in its history).",
+           publication_gaps.load());
     const auto last = last_commit_time_us.load();
     double lag_seconds = 0;
     if (last > 0 && server > received) {
@@ -102,6 +141,29 @@ std::string metrics::prometheus() const {
     metric("pgpush_replication_lag_seconds", "gauge",
            "Age of the last transaction handled, while there is WAL not yet received.",
            lag_seconds);
+    metric("pgpush_connection_limit", "gauge",
+           "Client connections (HTTP and WebSocket) served at once (--max-connections).",
+           connection_limit.load());
+    metric("pgpush_tcp_connections", "gauge",
+           "Client connections open, HTTP and WebSocket, counted against the limit.",
+           tcp_connections.load());
+    metric("pgpush_connections_evicted_total", "counter",
+           "Idle HTTP connections closed to make room at the connection limit.",
+           connections_evicted.load());
+    out += "# HELP pgpush_accept_paused_total Times accepting paused, by reason.\n# TYPE "
+           "pgpush_accept_paused_total counter\n";
+    out += fmt::format("pgpush_accept_paused_total{{reason=\"out_of_descriptors\"}} {}\n",
+                       accept_paused_fds.load());
+    out += fmt::format("pgpush_accept_paused_total{{reason=\"connection_limit\"}} {}\n",
+                       accept_paused_limit.load());
+    out += fmt::format("pgpush_accept_paused_total{{reason=\"error\"}} {}\n",
+                       accept_paused_error.load());
+    out += "# HELP pgpush_connections_refused_total Requests answered with an error status or "
+           "connections not served, by reason.\n# TYPE pgpush_connections_refused_total counter\n";
+    for (std::size_t i = 0; i < refusal_count; ++i) {
+        out += fmt::format("pgpush_connections_refused_total{{reason=\"{}\"}} {}\n",
+                           to_string(static_cast<refusal>(i)), refused[i].load());
+    }
     std::lock_guard lock(mu_);
     out += "# HELP pgpush_errors_total Errors sent to clients, by code.\n# TYPE "
            "pgpush_errors_total counter\n";

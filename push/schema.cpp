@@ -55,4 +55,33 @@ rules::table_schema rules_schema(const cdc::relation_schema& relation,
     return s;
 }
 
+namespace {
+
+rules::value value_of(const cdc::pgoutput::datum& d, rules::column_family f) {
+    if (d.kind != cdc::pgoutput::datum_kind::text) return rules::value::null(); // null, toast
+    return rules::from_pg_text(f, d.data);
+}
+
+} // namespace
+
+void load_values(const cdc::change& c, const rules::table_schema& schema,
+                 std::span<const std::size_t> columns, std::vector<rules::value>& row,
+                 std::vector<rules::value>& old) {
+    const std::size_t width = schema.columns.size();
+    const bool full_old = c.old && c.old_kind == cdc::pgoutput::old_kind::full;
+    // The old row is matched when it is whole (REPLICA IDENTITY FULL). For a delete without it,
+    // the key columns Postgres sent are all there is: a filter reading other columns is unknown
+    // there and denies. For an update without it, the old row is unknown.
+    const bool use_old = c.old && (full_old || c.op == cdc::change_op::delete_);
+    row.assign(width, rules::value::null());
+    old.clear();
+    if (use_old) old.assign(width, rules::value::null());
+    for (auto pos : columns) {
+        if (pos >= width) continue;
+        const auto family = schema.columns[pos].family;
+        if (c.row && pos < c.row->size()) row[pos] = value_of((*c.row)[pos], family);
+        if (use_old && pos < c.old->size()) old[pos] = value_of((*c.old)[pos], family);
+    }
+}
+
 } // namespace pgpush::push

@@ -26,6 +26,12 @@ void session_context::add(const std::shared_ptr<ws_session>& s) {
 void session_context::remove(std::uint64_t id) {
     std::lock_guard lock(mu_);
     sessions_.erase(id);
+    if (sessions_.empty()) closed_.notify_all();
+}
+
+bool session_context::wait_closed(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return closed_.wait_for(lock, timeout, [&] { return sessions_.empty(); });
 }
 
 void session_context::close_all(const std::string& reason) {

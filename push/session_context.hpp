@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -48,11 +49,14 @@ struct session_context {
     void add(const std::shared_ptr<ws_session>& s);
     void remove(std::uint64_t id);
     void close_all(const std::string& reason);
+    // Waits until every session is gone or `timeout` passed; true when all are gone.
+    bool wait_closed(std::chrono::milliseconds timeout);
 
     std::atomic<std::uint64_t> next_id{1};
 
 private:
     std::mutex mu_;
+    std::condition_variable closed_;
     std::unordered_map<std::string, std::size_t> users_;
     std::unordered_map<std::uint64_t, std::weak_ptr<ws_session>> sessions_;
 };

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cdc/catalog_loader.hpp"
+#include "cdc/db.hpp"
 #include "cdc/json_writer.hpp"
 #include "cdc/type_catalog.hpp"
 #include "cdc/value_json.hpp"
@@ -58,42 +59,82 @@ std::optional<snapshot_meta> parse_snapshot(const std::string& text) {
 
 } // namespace
 
-struct worker_state {
-    std::unique_ptr<pqxx::connection> conn;
+struct snapshot_pool::worker {
+    std::unique_ptr<cdc::db::connection> conn;
     cdc::type_catalog types;
     std::unique_ptr<cdc::catalog_loader> loader;
+    // The job this worker runs now (0: none) and whether it was cancelled; under the pool's mutex.
+    std::uint64_t running = 0;
+    bool cancelled = false;
+    // Read by the worker between steps without the lock.
+    std::atomic<bool> stop_now{false};
 };
 
-snapshot_pool::snapshot_pool(std::string conninfo, std::size_t threads, metrics& m,
-                             std::size_t chunk_rows, std::size_t window_bytes)
-    : conninfo_(std::move(conninfo)), metrics_(m), chunk_rows_(chunk_rows),
-      window_bytes_(window_bytes) {
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i)
-        threads_.emplace_back([this] { run(); });
+namespace {
+
+// Why a snapshot ended early, to unwind out of take() from any depth.
+struct snapshot_abort {
+    protocol::error_code code;
+    std::string message;
+};
+
+} // namespace
+
+snapshot_pool::snapshot_pool(std::string conninfo, snapshot_options options, metrics& m)
+    : conninfo_(std::move(conninfo)), options_(options), metrics_(m) {
+    const std::size_t n = std::max<std::size_t>(1, options_.workers);
+    for (std::size_t i = 0; i < n; ++i)
+        workers_.push_back(std::make_unique<worker>());
+    for (auto& w : workers_)
+        threads_.emplace_back([this, wp = w.get()] { run(*wp); });
 }
 
 snapshot_pool::~snapshot_pool() {
+    stop();
+}
+
+void snapshot_pool::stop() {
     {
         std::lock_guard lock(mu_);
         stopping_ = true;
-        for (auto& j : jobs_)
-            *j.cancelled = true;
+        jobs_.clear();
+        for (auto& w : workers_) {
+            if (w->running) {
+                w->cancelled = true;
+                w->stop_now = true;
+                if (w->conn) w->conn->cancel();
+            }
+        }
     }
     cv_.notify_all();
-    for (auto& t : threads_)
-        t.join();
+    for (auto& t : threads_) {
+        if (t.joinable()) t.join();
+    }
 }
 
 void snapshot_pool::submit(snapshot_job job) {
     {
         std::lock_guard lock(mu_);
+        if (stopping_) return;
         jobs_.push_back(std::move(job));
     }
     cv_.notify_one();
 }
 
-void snapshot_pool::run() {
-    worker_state w;
+void snapshot_pool::cancel(std::uint64_t key) {
+    std::lock_guard lock(mu_);
+    std::erase_if(jobs_, [&](const snapshot_job& j) { return j.key == key; });
+    for (auto& w : workers_) {
+        if (w->running == key) {
+            w->cancelled = true;
+            w->stop_now = true;
+            // The worker may be inside a FETCH (or the query's first rows): cancel it there.
+            if (w->conn) w->conn->cancel();
+        }
+    }
+}
+
+void snapshot_pool::run(worker& w) {
     while (true) {
         snapshot_job job;
         {
@@ -102,48 +143,76 @@ void snapshot_pool::run() {
             if (stopping_) return;
             job = std::move(jobs_.front());
             jobs_.pop_front();
+            w.running = job.key;
+            w.cancelled = false;
+            w.stop_now = false;
         }
         ++metrics_.snapshots_running;
         snapshot_result r;
+        r.key = job.key;
         try {
             r = take(job, w);
-        } catch (const pqxx::broken_connection& e) {
-            w.conn.reset();
-            r = {job.key,
-                 false,
-                 protocol::error_code::unavailable,
-                 "the database is unreachable; try again",
-                 {},
-                 0};
+        } catch (const snapshot_abort& a) {
+            r.code = a.code;
+            r.message = a.message;
         } catch (const std::exception& e) {
-            w.conn.reset();
-            spdlog::warn("snapshot for subscription {} failed: {}", job.key, e.what());
-            r = {job.key,
-                 false,
-                 protocol::error_code::unavailable,
-                 std::string("snapshot failed: ") + e.what(),
-                 {},
-                 0};
+            const bool transient = cdc::db::is_transient(e);
+            if (transient || !w.conn || !w.conn->is_open()) {
+                std::lock_guard lock(mu_);
+                w.conn.reset();
+            }
+            r.code = protocol::error_code::unavailable;
+            if (w.stop_now) {
+                r.message = "cancelled";
+            } else if (transient) {
+                r.message = "the database is unreachable; try again";
+            } else {
+                // The server's words may quote our SQL: they go to the log, not to the client.
+                spdlog::warn("snapshot for subscription {} failed: {}", job.key,
+                             cdc::db::first_line(e.what()));
+                r.message = "the snapshot failed; try again (the server log says why)";
+            }
         }
         --metrics_.snapshots_running;
-        if (job.done) job.done(std::move(r));
+        bool report = true;
+        {
+            std::lock_guard lock(mu_);
+            report = !w.cancelled;
+            w.running = 0;
+        }
+        if (report && job.done) job.done(std::move(r));
     }
 }
 
-snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
+snapshot_result snapshot_pool::take(snapshot_job& job, worker& w) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + options_.timeout;
     snapshot_result r;
     r.key = job.key;
+    auto check = [&] {
+        if (w.stop_now) throw snapshot_abort{protocol::error_code::unavailable, "cancelled"};
+        if (clock::now() >= deadline) {
+            throw snapshot_abort{protocol::error_code::unavailable,
+                                 "the snapshot took longer than the server allows (" +
+                                     std::to_string(options_.timeout.count() / 1000) +
+                                     " s): narrow the query, or read the rows faster"};
+        }
+    };
     if (!w.conn || !w.conn->is_open()) {
-        w.conn = std::make_unique<pqxx::connection>(conninfo_);
-        // The output settings the replication stream pins, so snapshot rows and streamed rows are
-        // the same JSON.
-        pqxx::nontransaction(*w.conn).exec(
-            "SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = iso_8601; "
-            "SET extra_float_digits = 3; SET bytea_output = hex; SET application_name = "
-            "'pgpush-snapshot'");
+        {
+            std::lock_guard lock(mu_);
+            w.conn.reset();
+        }
+        auto conn = std::make_unique<cdc::db::connection>(conninfo_, "pgpush-snapshot");
+        // No statement may outlive a snapshot's deadline either (a slow query, a lock).
+        pqxx::nontransaction(conn->get())
+            .exec("SET statement_timeout = " + std::to_string(options_.timeout.count()));
         w.loader = std::make_unique<cdc::catalog_loader>(conninfo_);
+        std::lock_guard lock(mu_);
+        w.conn = std::move(conn);
     }
-    if (job.rows) {
+    auto& conn = w.conn->get();
+    if (job.with_rows) {
         std::vector<cdc::oid> missing;
         for (auto t : job.column_types) {
             for (auto m : w.types.missing(t))
@@ -152,8 +221,8 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
         if (!missing.empty()) w.loader->load(w.types, missing);
         ++metrics_.snapshots;
         for (int attempt = 0;; ++attempt) {
-            if (*job.cancelled) return r;
-            pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*w.conn);
+            check();
+            pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(conn);
             auto head =
                 tx.exec1("SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text");
             auto meta = parse_snapshot(head[0].as<std::string>());
@@ -180,17 +249,17 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
             tx.exec_params(
                 "DECLARE pgpush_snapshot NO SCROLL CURSOR FOR " + job.sql,
                 pqxx::prepare::make_dynamic_params(job.params.begin(), job.params.end()));
-            auto to = job.to.lock();
-            while (to && !*job.cancelled) {
-                auto rows =
-                    tx.exec("FETCH " + std::to_string(chunk_rows_) + " FROM pgpush_snapshot");
+            while (true) {
+                check();
+                auto rows = tx.exec("FETCH " + std::to_string(options_.chunk_rows) +
+                                    " FROM pgpush_snapshot");
                 if (rows.empty()) break;
-                r.rows += rows.size();
-                if (r.rows > job.max_rows) {
-                    r.code = protocol::error_code::snapshot_too_large;
-                    r.message = "the result has more than " + std::to_string(job.max_rows) +
-                                " rows: narrow the query";
-                    return r;
+                r.row_count += rows.size();
+                if (r.row_count > job.max_rows) {
+                    throw snapshot_abort{protocol::error_code::snapshot_too_large,
+                                         "the result has more than " +
+                                             std::to_string(job.max_rows) +
+                                             " rows: narrow the query"};
                 }
                 std::string msg = protocol::rows_open(*job.id);
                 for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -212,13 +281,24 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
                 }
                 msg += protocol::rows_close;
                 metrics_.snapshot_rows += rows.size();
-                // Pace the snapshot to the client: never more than a window ahead of it.
-                while (!to->flow().wait_below(window_bytes_, std::chrono::milliseconds(200))) {
-                    if (*job.cancelled || to->flow().closed) break;
+                // Pace the snapshot to the client: never more than a window ahead of it. The
+                // client is only borrowed while a chunk is handed over, so a connection that
+                // goes away is released at once (and its flow gate says it is closed).
+                while (true) {
+                    auto to = job.to.lock();
+                    if (!to || to->flow().closed) {
+                        throw snapshot_abort{protocol::error_code::unavailable,
+                                             "the client went away"};
+                    }
+                    if (to->flow().wait_below(options_.window_bytes,
+                                              std::chrono::milliseconds(100))) {
+                        to->post_frames({frame::of(std::move(msg))});
+                        break;
+                    }
+                    check();
                 }
-                to->deliver({frame::of(std::move(msg))});
             }
-            if (*job.cancelled) return r;
+            check();
             tx.commit();
             r.meta = std::move(*meta);
             break;
@@ -226,8 +306,8 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker_state& w) {
     }
     // After the snapshot, a marker in the WAL: when the stream reaches it, it has passed every
     // transaction the snapshot could contain.
-    pqxx::nontransaction(*w.conn).exec_params("SELECT pg_logical_emit_message(false, 'pgpush', $1)",
-                                              "sync:" + std::to_string(job.key));
+    pqxx::nontransaction(conn).exec_params("SELECT pg_logical_emit_message(false, 'pgpush', $1)",
+                                           "sync:" + std::to_string(job.key));
     r.ok = true;
     return r;
 }

@@ -15,6 +15,7 @@
 // just before registering, and a snapshot listing one of them as in progress is taken again.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -50,46 +51,67 @@ struct snapshot_result {
     std::uint64_t key = 0;
     bool ok = false;
     protocol::error_code code = protocol::error_code::internal;
-    std::string message;
+    std::string message; // for the client: never SQL, never a server's internal error text
     snapshot_meta meta;
-    std::size_t rows = 0;
+    std::size_t row_count = 0;
 };
 
 struct snapshot_job {
     std::uint64_t key = 0;
     std::shared_ptr<const std::string> id;
     std::weak_ptr<client> to;
-    bool rows = true; // false: subscribe without a snapshot (only the sync message)
-    std::string sql;  // SELECT ... (columns and filter rendered by rules/)
+    bool with_rows = true; // false: subscribe without a snapshot (only the sync message)
+    std::string sql;       // SELECT ... (columns and filter rendered by rules/)
     std::vector<std::string> params;
     std::vector<std::string> column_names;
     std::vector<cdc::oid> column_types;
     std::size_t max_rows = 100'000;
     std::vector<cdc::transaction_id> recent_xids; // sorted
-    std::shared_ptr<std::atomic<bool>> cancelled;
-    std::function<void(snapshot_result)> done; // called on the worker thread
+    std::function<void(snapshot_result)> done;    // called on the worker thread
 };
 
-class snapshot_pool {
+// Where the hub sends snapshot jobs (the pool; a fake in unit tests).
+class snapshot_runner {
 public:
-    snapshot_pool(std::string conninfo, std::size_t threads, metrics& m,
-                  std::size_t chunk_rows = 500, std::size_t window_bytes = 256 * 1024);
-    ~snapshot_pool(); // stops the workers (running jobs are cancelled)
+    virtual ~snapshot_runner() = default;
+    virtual void submit(snapshot_job job) = 0;
+    // The subscription is gone: stop its snapshot now (the query is cancelled, the transaction
+    // rolled back, so it holds no snapshot and no xmin horizon). `done` is not called.
+    virtual void cancel(std::uint64_t key) = 0;
+};
 
-    void submit(snapshot_job job);
+struct snapshot_options {
+    std::size_t workers = 4;
+    std::size_t chunk_rows = 500;
+    std::size_t window_bytes = 256 * 1024; // a snapshot runs at most this far ahead of its client
+    // The longest a snapshot may take, waiting for its client included: a client that stops
+    // reading cannot keep a REPEATABLE READ transaction (and the xmin horizon) open for ever.
+    std::chrono::milliseconds timeout{120'000};
+};
+
+class snapshot_pool final : public snapshot_runner {
+public:
+    snapshot_pool(std::string conninfo, snapshot_options options, metrics& m);
+    ~snapshot_pool() override; // stop()
+
+    void submit(snapshot_job job) override;
+    void cancel(std::uint64_t key) override;
+    // Cancels every job and joins the workers. Idempotent.
+    void stop();
 
 private:
-    void run();
-    snapshot_result take(snapshot_job& job, struct worker_state& w);
+    struct worker;
+    void run(worker& w);
+    snapshot_result take(snapshot_job& job, worker& w);
 
     std::string conninfo_;
+    snapshot_options options_;
     metrics& metrics_;
-    std::size_t chunk_rows_;
-    std::size_t window_bytes_;
     std::mutex mu_;
     std::condition_variable cv_;
     std::deque<snapshot_job> jobs_;
     bool stopping_ = false;
+    std::vector<std::unique_ptr<worker>> workers_;
     std::vector<std::thread> threads_;
 };
 

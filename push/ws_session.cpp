@@ -1,5 +1,7 @@
 #include "push/ws_session.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
@@ -110,7 +112,10 @@ void ws_session::on_read(beast::error_code ec, std::size_t) {
         if (ec == websocket::error::message_too_big) {
             ctx_.stats.count_error("message_too_large");
         }
-        return; // closed, failed or timed out: the destructor cleans up
+        // Closed, failed or timed out: whoever waits on this client (a snapshot worker) stops
+        // now; the destructor cleans up the rest when the last handler lets go.
+        mark_closed();
+        return;
     }
     if (!ws_.got_text()) {
         error(error_code::bad_message, "binary messages are not accepted: send JSON text");
@@ -168,15 +173,15 @@ void ws_session::handle(std::string_view text) {
             error(error_code::rate_limited, "too many subscribe requests: slow down", s->id);
             return;
         }
-        hub::subscribe_request r{self,
-                                 id_,
-                                 std::make_shared<const std::string>(s->id),
-                                 std::move(s->query),
-                                 std::move(s->params),
-                                 s->snapshot,
-                                 std::move(s->after),
-                                 claims_,
-                                 s->transactions};
+        new_subscription r{self,
+                           id_,
+                           std::make_shared<const std::string>(s->id),
+                           std::move(s->query),
+                           std::move(s->params),
+                           s->snapshot,
+                           std::move(s->after),
+                           claims_,
+                           s->transactions};
         net::post(h.executor(), [&h, r = std::move(r)]() mutable { h.subscribe(std::move(r)); });
     } else if (auto* u = std::get_if<protocol::unsubscribe>(&message)) {
         net::post(h.executor(),
@@ -230,9 +235,11 @@ void ws_session::authenticate(std::string_view token) {
     }
     claims_ = std::make_shared<const nlohmann::json>(std::move(r.claims));
     if (r.expires_at) {
-        auto in = std::chrono::seconds(*r.expires_at - unix_now());
-        arm_timer(std::chrono::steady_clock::now() + std::max(in, std::chrono::seconds(0)),
-                  "token expired");
+        // A far-future exp (year 3000, say) must not overflow the steady clock: a timer beyond
+        // ten years is never going to fire anyway.
+        constexpr std::int64_t ten_years = 10ll * 366 * 24 * 3600;
+        const std::int64_t in = std::clamp<std::int64_t>(*r.expires_at - unix_now(), 0, ten_years);
+        arm_timer(std::chrono::steady_clock::now() + std::chrono::seconds(in), "token expired");
     } else if (timer_) {
         timer_->cancel();
     }
@@ -265,7 +272,7 @@ void ws_session::error(error_code code, std::string_view message, std::string_vi
     reply(protocol::error(code, message, id));
 }
 
-void ws_session::deliver(std::vector<frame> frames) {
+void ws_session::post_frames(std::vector<frame> frames) {
     net::post(ws_.get_executor(),
               [self = shared_from_this(), frames = std::move(frames)]() mutable {
                   for (auto& f : frames)
@@ -288,7 +295,7 @@ void ws_session::enqueue(frame f) {
         release_queue();
         if (writing_) {
             // The write in flight may never finish: drop the connection under it.
-            closing_ = true;
+            mark_closed();
             beast::error_code ignored;
             beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both,
                                                            ignored);
@@ -299,6 +306,12 @@ void ws_session::enqueue(frame f) {
         return;
     }
     if (!writing_) write();
+}
+
+void ws_session::mark_closed() {
+    closing_ = true;
+    flow_.closed = true;
+    flow_.notify();
 }
 
 void ws_session::release_queue() {
@@ -332,7 +345,7 @@ void ws_session::on_write(beast::error_code ec, std::size_t bytes) {
         flow_.notify();
     }
     if (ec) {
-        closing_ = true;
+        mark_closed();
         release_queue();
         return;
     }
@@ -358,6 +371,8 @@ void ws_session::on_write(beast::error_code ec, std::size_t bytes) {
 void ws_session::close(websocket::close_code code, std::string reason) {
     if (closing_) return;
     closing_ = true;
+    flow_.closed = true;
+    flow_.notify();
     if (timer_) timer_->cancel();
     if (writing_) {
         // Beast allows one write at a time: the close frame follows what is queued (the error
@@ -376,9 +391,17 @@ void ws_session::shut_down(std::string reason) {
         if (self->closing_) return;
         self->closing_ = true;
         if (self->timer_) self->timer_->cancel();
+        // The close frame goes ahead of what is queued: a client resumes from the last position
+        // it received, so nothing queued is lost by dropping it, and the server's stop does not
+        // wait for a slow reader. Only the frame being written (Beast writes one message at a
+        // time) goes first.
+        self->release_queue();
+        self->flow_.closed = true;
+        self->flow_.notify();
+        self->close_code_ = websocket::close_code::going_away;
         self->close_reason_ = reason;
         if (self->writing_) {
-            self->close_after_ = true; // after the queue is written
+            self->close_after_ = true;
             return;
         }
         self->ws_.async_close(websocket::close_reason(websocket::close_code::going_away, reason),

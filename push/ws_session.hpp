@@ -40,9 +40,9 @@ public:
     // Completes the WebSocket handshake for `request` (a token may come as ?token=).
     void run(http::request<http::string_body> request);
 
-    void deliver(std::vector<frame> frames) override;
+    void post_frames(std::vector<frame> frames) override;
     boost::asio::any_io_executor executor() const override { return executor_; }
-    void deliver_here(std::vector<frame>& frames) override {
+    void enqueue_frames(std::vector<frame>& frames) override {
         for (auto& f : frames)
             enqueue(std::move(f));
     }
@@ -67,6 +67,8 @@ private:
     void close(websocket::close_code code, std::string reason);
     void arm_timer(std::chrono::steady_clock::time_point when, std::string reason);
     void release_queue();
+    // The connection is closing or gone: nothing more is queued, and waiters hear it.
+    void mark_closed();
 
     websocket::stream<beast::tcp_stream> ws_;
     const net::any_io_executor executor_; // the socket's: this connection's thread
