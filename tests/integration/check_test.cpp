@@ -99,6 +99,41 @@ TEST(check, against_the_live_schema) {
         << bad.out;
 }
 
+// Literals meeting a column are read by the column type's input function, as Postgres reads
+// them: what it would refuse is an error here, with its position.
+TEST(check, literals_postgres_would_refuse_for_the_column_type) {
+    pg_cluster pg;
+    pg.exec("CREATE TABLE nums (id int PRIMARY KEY, a int, b bigint, s text)");
+    auto bad = check("tables:\n"
+                     "  nums:\n"
+                     "    rows: \"row.a < '2.50'\"\n"
+                     "    columns: \"*\"\n"
+                     "    updates: \"row.b <= '9223372036854775808'\"\n",
+                     {"--db", pg.url()});
+    EXPECT_EQ(bad.status, 1) << bad.out;
+    EXPECT_NE(bad.out.find("rules.yaml:3:20: type mismatch: row.a is integer, '2.50' is not"),
+              std::string::npos)
+        << bad.out;
+    EXPECT_NE(bad.out.find("rules.yaml:5:24: type mismatch: row.b is integer, "
+                           "'9223372036854775808' is not"),
+              std::string::npos)
+        << bad.out;
+    auto ok = check("tables:\n"
+                    "  nums:\n"
+                    "    rows: \"row.a < ' 7 ' and row.b <= '9223372036854775807' and row.s like "
+                    "auth.prefix\"\n"
+                    "    columns: \"*\"\n",
+                    {"--db", pg.url()});
+    EXPECT_EQ(ok.status, 0) << ok.out;
+    // A LIKE pattern Postgres would refuse needs no database to be found.
+    auto like = check("tables:\n  nums:\n    rows: 'row.s like ''a\\'''\n    columns: \"*\"\n");
+    EXPECT_EQ(like.status, 1) << like.out;
+    EXPECT_NE(like.out.find("rules.yaml:3:23: rows: LIKE pattern must not end with escape "
+                            "character"),
+              std::string::npos)
+        << like.out;
+}
+
 TEST(check, unreadable_file) {
     subprocess p({pgpush_binary(), "check", "/nonexistent/rules.yaml"});
     std::string out;
