@@ -294,7 +294,7 @@ void step(std::uint64_t* d, const std::uint64_t* mask) {
             std::memcpy(&m, mask + w, 16);
             const u64x2 out = v >> 63;
             // {carry from the previous pair's high word, carry from this pair's low word}
-            const u64x2 in = __builtin_shuffle(out, carry_in, (u64x2){3, 0});
+            const u64x2 in = __builtin_shufflevector(out, carry_in, 3, 0);
             v = ((v << 1) | in) & m;
             std::memcpy(d + w, &v, 16);
             carry_in = out;

@@ -1,11 +1,14 @@
 // Fuzzes rules/: the rules.yaml loader, the expression and query parsers, binding and evaluation.
 //
 // Input, first byte:
-//   0 mod 3: the rest is a rules.yaml file; loading must give rules or errors with positions
+//   0 mod 4: the rest is a rules.yaml file; loading must give rules or errors with positions
 //            inside the file, never crash.
-//   1 mod 3: the rest is a subscription query, planned against a fixed rules file, schema and
+//   1 mod 4: the rest is a subscription query, planned against a fixed rules file, schema and
 //            claims; a plan must evaluate on a fixed set of rows without crashing.
-//   2 mod 3: the rest is a rules-dialect expression, bound with claims and a schema, evaluated.
+//   2 mod 4: the rest is a rules-dialect expression, bound with claims (near misses for their
+//            columns' types among them) and a schema, evaluated and rendered as SQL.
+//   3 mod 4: the rest is a LIKE pattern, a NUL, and a text: the linear matcher must agree with
+//            the backtracking one it replaced (kept here as the oracle), for any bytes.
 
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "rules/like.hpp"
 #include "rules/matcher.hpp"
 #include "rules/parser.hpp"
 #include "rules/plan.hpp"
@@ -43,7 +47,12 @@ const nlohmann::json& claims() {
                                      {"rooms", {1, 2, 3}},
                                      {"roles", {"admin"}},
                                      {"name", "x"},
-                                     {"org", {{"id", "7"}}}};
+                                     {"org", {{"id", "7"}}},
+                                     {"uid", "4.5"},
+                                     {"big", "9223372036854775808"},
+                                     {"num", 42},
+                                     {"pattern", "a%\\"},
+                                     {"nums", {"2.50", 1, nullptr, {{"a", 1}}}}};
     return c;
 }
 
@@ -75,6 +84,10 @@ void evaluate_everywhere(const predicate& p) {
     p.index();
     p.columns();
     p.to_string();
+    std::vector<std::string> names, params;
+    for (const auto& c : schema().columns)
+        names.push_back(c.name);
+    p.to_sql(names, params);
     matcher m;
     m.add(1, schema(), &p);
     std::vector<hit> hits;
@@ -85,12 +98,59 @@ void evaluate_everywhere(const predicate& p) {
     m.remove(1);
 }
 
+// The backtracking LIKE matcher the linear one replaced: O(text * pattern) at worst, so only run
+// on short inputs.
+bool oracle_like(std::string_view t, std::string_view p) {
+    auto char_len = [](unsigned char c) -> std::size_t {
+        if (c < 0x80) return 1;
+        if ((c & 0xE0) == 0xC0) return 2;
+        if ((c & 0xF0) == 0xE0) return 3;
+        if ((c & 0xF8) == 0xF0) return 4;
+        return 1;
+    };
+    std::size_t ti = 0, pi = 0;
+    std::size_t star_p = std::string_view::npos, star_t = 0;
+    while (ti < t.size()) {
+        if (pi < p.size()) {
+            const char pc = p[pi];
+            if (pc == '%') {
+                star_p = ++pi;
+                star_t = ti;
+                continue;
+            }
+            if (pc == '_') {
+                ti += char_len(static_cast<unsigned char>(t[ti]));
+                ++pi;
+                continue;
+            }
+            std::size_t lit = pi;
+            if (pc == '\\') {
+                if (pi + 1 >= p.size()) return false;
+                lit = pi + 1;
+            }
+            const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
+            if (t.compare(ti, n, p.substr(lit, n)) == 0 && lit + n <= p.size()) {
+                ti += n;
+                pi = lit + n;
+                continue;
+            }
+        }
+        if (star_p == std::string_view::npos) return false;
+        star_t += char_len(static_cast<unsigned char>(t[star_t]));
+        ti = star_t;
+        pi = star_p;
+    }
+    while (pi < p.size() && p[pi] == '%')
+        ++pi;
+    return pi == p.size();
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     const std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
-    switch (data[0] % 3) {
+    switch (data[0] % 4) {
     case 0: {
         auto r = load_rules(text);
         if (r.rules && !r.errors.empty()) std::abort();
@@ -107,6 +167,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                           return t == "public.messages" ? &schema() : nullptr;
                                       });
         if (auto* p = std::get_if<subscription_plan>(&plan)) evaluate_everywhere(*p->filter);
+        break;
+    }
+    case 3: {
+        const auto nul = text.find('\0');
+        const std::string_view pattern = text.substr(0, nul);
+        const std::string_view subject =
+            nul == std::string_view::npos ? std::string_view() : text.substr(nul + 1);
+        const like_pattern compiled(pattern);
+        const bool got = compiled.match(subject);
+        if (got != like_match(subject, pattern)) std::abort();
+        if (check_like_pattern(pattern) != compiled.error()) std::abort();
+        if (compiled.error() != like_pattern_error::none) {
+            if (got) std::abort();
+        } else if (pattern.size() <= 64 && subject.size() <= 512) {
+            if (got != oracle_like(subject, pattern)) std::abort();
+        }
         break;
     }
     default:
