@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -116,6 +117,13 @@ bool is_compact_serialisation(std::string_view token) {
         }
     }
     return dots == 2;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+        return std::tolower(static_cast<unsigned char>(x)) ==
+               std::tolower(static_cast<unsigned char>(y));
+    });
 }
 
 // An algorithm name is quoted back to the client only when it is short printable ASCII: the
@@ -298,8 +306,11 @@ jwt_verifier::result jwt_verifier::check(std::string_view token, std::int64_t no
     auto kid = header.find("kid");
     if (kid != header.end() && !kid->is_string())
         return refuse("token header \"kid\" is not a string");
-    if (auto typ = header.find("typ"); typ != header.end() && !typ->is_string())
-        return refuse("token header \"typ\" is not a string");
+    if (auto typ = header.find("typ"); typ != header.end()) {
+        // RFC 7519 5.1 recommends "JWT"; libjwt refuses any other value, so say so here.
+        if (!typ->is_string() || !iequals(typ->get_ref<const std::string&>(), "JWT"))
+            return refuse("token header \"typ\" is not \"JWT\"");
+    }
     const std::string* key = nullptr;
     if (keys_.size() == 1) {
         key = &keys_.begin()->second;

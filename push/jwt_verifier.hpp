@@ -7,7 +7,8 @@
 // Every field of the header and every claim read here may hold any JSON type in a token a client
 // made up: each is type-checked before use, and a wrong type is a refusal, never an exception.
 // The rules (docs/protocol.md#authenticating):
-//   header  `alg` a string equal to the configured algorithm; `kid`, `typ` strings when present;
+//   header  `alg` a string equal to the configured algorithm; `kid` a string when present, `typ`
+//           the string "JWT" (any case) when present;
 //           `crit` refused whatever it holds (RFC 7515 4.1.11: pgpush understands no extension).
 //   `sub`   required, a non-empty string: it names the user.
 //   `exp`, `nbf`, `iat`  when present, finite JSON numbers (RFC 7519 NumericDate, fractions
