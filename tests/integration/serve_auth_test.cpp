@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "tests/integration/serve_fixture.hpp"
@@ -49,6 +50,20 @@ std::string base64url(std::string_view in) {
 // A token assembled by hand: what a forger (or a broken client) sends.
 std::string raw_token(const json& header, const json& claims, const std::string& signature) {
     return base64url(header.dump()) + "." + base64url(claims.dump()) + "." + signature;
+}
+
+// A token whose header and claims are exactly these, correctly signed with HS256 and `secret` (by
+// the openssl CLI, as libjwt writes its own `alg`): what a client holding the key can send,
+// whatever the types of its fields.
+std::string hs256_raw(const json& header, const json& claims, const std::string& dir,
+                      const std::string& secret = test_secret) {
+    const std::string input = base64url(header.dump()) + "." + base64url(claims.dump());
+    const std::string in = dir + "/hmac.in", out = dir + "/hmac.out";
+    std::ofstream(in, std::ios::binary) << input;
+    const std::string cmd =
+        "openssl dgst -sha256 -mac HMAC -macopt key:" + secret + " -binary -out " + out + " " + in;
+    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl failed: " + cmd);
+    return input + "." + base64url(slurp(out));
 }
 
 // A key pair made by the openssl CLI: private PEM (to sign), public PEM and public DER.
@@ -107,6 +122,14 @@ protected:
             << json{{"keys", {ec_jwk(ec1_, "k1"), ec_jwk(ec2_, "k2")}}}.dump();
     }
 
+    // Every test starts an engine with a slot of its own; the slots of engines that have stopped
+    // are dropped, so that max_replication_slots bounds the engines running at once, not the
+    // number of tests here.
+    void SetUp() override {
+        pg().exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                  "WHERE NOT active");
+    }
+
     static void TearDownTestSuite() {
         if (!keys_dir_.empty()) std::filesystem::remove_all(keys_dir_);
         keys_dir_.clear();
@@ -151,6 +174,33 @@ protected:
         EXPECT_EQ((*ok)["type"], "authenticated") << ok->dump();
         auto rows = subscribe(c, "s2", "SELECT id, name FROM rooms WHERE id = 1");
         EXPECT_EQ(rows, json::array({{{"id", 1}, {"name", "general"}}}));
+    }
+
+    std::string signed_raw(const json& header, const json& claims) {
+        return hs256_raw(header, claims, keys_dir_);
+    }
+
+    // The rooms with ids in (above, above + 100): each test of this file that inserts rooms keeps
+    // to its own range below 2100, the ranges the tests after it read.
+    static std::string rooms_above(int above) {
+        return "SELECT id, name FROM rooms WHERE id > " + std::to_string(above) + " AND id < " +
+               std::to_string(above + 100);
+    }
+
+    // The server is still running, and serves: `watcher` (subscribed as "w" to
+    // rooms_above(above)) and a new client subscribed the same way both get a row inserted now.
+    void expect_still_serving(ws_client& watcher, int above) {
+        ASSERT_FALSE(server().wait(0ms)) << "the server exited:\n" << server().stderr_text();
+        auto other = connect({{"sub", "bob"}, {"uid", 11}, {"rooms", {1}}});
+        EXPECT_EQ(subscribe(*other, "o", rooms_above(above)), json::array());
+        pg().exec("INSERT INTO rooms VALUES (" + std::to_string(above + 1) + ", 'still here')");
+        for (auto [c, id] : {std::pair{&watcher, "w"}, std::pair{other.get(), "o"}}) {
+            auto ins = c->next();
+            ASSERT_TRUE(ins) << id << " got no insert";
+            EXPECT_EQ((*ins)["type"], "insert") << ins->dump();
+            EXPECT_EQ((*ins)["id"], id) << ins->dump();
+            EXPECT_EQ((*ins)["row"], json({{"id", above + 1}, {"name", "still here"}}));
+        }
     }
 
     static inline std::string keys_dir_;
@@ -268,6 +318,170 @@ TEST_F(serve_auth_test, token_on_the_upgrade_url) {
     auto ok = auth(bad, token(alice()));
     ASSERT_TRUE(ok);
     EXPECT_EQ((*ok)["type"], "authenticated") << ok->dump();
+}
+
+// ---- header fields and claims of the wrong JSON type ----
+
+// Values of every JSON type but a string (a string of the wrong value is tested above).
+const std::vector<json>& not_strings() {
+    static const std::vector<json> v = {123,
+                                        1.5,
+                                        nullptr,
+                                        true,
+                                        false,
+                                        json::array(),
+                                        json::object(),
+                                        json::array({"HS256"}),
+                                        json({{"alg", "HS256"}}),
+                                        18446744073709551615ull};
+    return v;
+}
+
+// A header `alg` or `kid` of any other type than a string, correctly signed, through the auth
+// message and the upgrade URL: refused as unauthenticated like any bad token, and the engine and
+// its other clients carry on.
+TEST_F(serve_auth_test,
+       header_fields_of_the_wrong_json_type_are_refused_and_the_server_carries_on) {
+    start();
+    auto watcher = connect(alice());
+    EXPECT_EQ(subscribe(*watcher, "w", rooms_above(1100)), json::array());
+    const std::string good = token(alice());
+    for (const char* field : {"alg", "kid", "typ"}) {
+        for (const json& value : not_strings()) {
+            json header = {{"alg", "HS256"}, {"typ", "JWT"}};
+            header[field] = value;
+            const std::string t = signed_raw(header, alice());
+            SCOPED_TRACE(std::string(field) + " = " + value.dump());
+            expect_refused(t, good);
+            ws_client by_url(port(), "/ws?token=" + t);
+            auto m = by_url.next();
+            ASSERT_TRUE(m) << "no answer on the upgrade URL; closed=" << by_url.closed();
+            EXPECT_EQ((*m)["type"], "error") << m->dump();
+            EXPECT_EQ((*m)["code"], "unauthenticated") << m->dump();
+        }
+    }
+    expect_still_serving(*watcher, 1100);
+}
+
+// With a JWKS the verifier reads `kid` to choose the key, before any signature check.
+TEST_F(serve_auth_test, kid_of_the_wrong_json_type_is_refused_with_a_jwks) {
+    start(default_rules(), {"--jwt-alg", "ES256", "--jwt-jwks", jwks_path_});
+    const std::string good = make_token(alice(), ec1_.private_pem, "ES256", {{"kid", "k1"}});
+    auto watcher = std::make_unique<ws_client>(port());
+    auto ok = auth(*watcher, good);
+    ASSERT_TRUE(ok && (*ok)["type"] == "authenticated") << (ok ? ok->dump() : "no reply");
+    EXPECT_EQ(subscribe(*watcher, "w", rooms_above(1200)), json::array());
+    for (const json& kid : not_strings()) {
+        SCOPED_TRACE("kid = " + kid.dump());
+        const std::string t = raw_token({{"alg", "ES256"}, {"kid", kid}}, alice(), "c2lnbmF0dXJl");
+        expect_refused(t, good);
+        ws_client by_url(port(), "/ws?token=" + t);
+        auto m = by_url.next();
+        ASSERT_TRUE(m) << "no answer on the upgrade URL; closed=" << by_url.closed();
+        EXPECT_EQ((*m)["code"], "unauthenticated") << m->dump();
+    }
+    ASSERT_FALSE(server().wait(0ms)) << "the server exited:\n" << server().stderr_text();
+    pg().exec("INSERT INTO rooms VALUES (1201, 'jwks')");
+    auto ins = watcher->next();
+    ASSERT_TRUE(ins);
+    EXPECT_EQ((*ins)["row"], json({{"id", 1201}, {"name", "jwks"}})) << ins->dump();
+}
+
+TEST_F(serve_auth_test, claims_of_the_wrong_json_type_are_refused_and_the_server_carries_on) {
+    start();
+    auto watcher = connect(alice());
+    EXPECT_EQ(subscribe(*watcher, "w", rooms_above(1300)), json::array());
+    const std::string good = token(alice());
+    for (const char* claim : {"exp", "nbf", "iat", "sub"}) {
+        for (const json& value : {json("soon"), json(nullptr), json(true), json::array(),
+                                  json::object(), json({1, 2})}) {
+            if (value.is_string() && std::string(claim) == "sub") continue; // a valid subject
+            SCOPED_TRACE(std::string(claim) + " = " + value.dump());
+            expect_refused(signed_raw({{"alg", "HS256"}, {"typ", "JWT"}}, alice({{claim, value}})),
+                           good);
+        }
+    }
+    expect_still_serving(*watcher, 1300);
+}
+
+TEST_F(serve_auth_test, aud_without_a_configured_audience_is_refused) {
+    start();
+    const std::string good = token(alice());
+    expect_refused(token(alice({{"aud", "pgpush-test"}})), good);
+    expect_refused(token(alice({{"aud", {"pgpush-test", "other"}}})), good);
+    expect_refused(token(alice({{"aud", ""}})), good);
+}
+
+TEST_F(serve_auth_test, crit_header_is_refused) {
+    start();
+    const std::string good = token(alice());
+    for (const json& crit : {json({"exp"}), json({"b64"}), json({"urn:example:ext"}), json::array(),
+                             json("b64"), json(nullptr)}) {
+        SCOPED_TRACE("crit = " + crit.dump());
+        json header = {{"alg", "HS256"}, {"typ", "JWT"}, {"crit", crit}, {"b64", true}};
+        ws_client c(port());
+        auto m = auth(c, signed_raw(header, alice()));
+        ASSERT_TRUE(m);
+        EXPECT_EQ((*m)["code"], "unauthenticated") << m->dump();
+        EXPECT_NE((*m)["message"].get<std::string>().find("crit"), std::string::npos) << m->dump();
+        expect_refused(signed_raw(header, alice()), good);
+    }
+}
+
+TEST_F(serve_auth_test, nbf_in_the_far_future_is_refused) {
+    start();
+    const std::string good = token(alice());
+    expect_refused(token(alice({{"nbf", 1e300}})), good);
+    expect_refused(token(alice({{"nbf", std::numeric_limits<std::int64_t>::max()}})), good);
+    expect_refused(token(alice({{"nbf", 32503680000.5}})), good); // year 3000, fractional
+}
+
+TEST_F(serve_auth_test, token_without_a_string_subject_is_refused) {
+    start();
+    const std::string good = token(alice());
+    for (const json& claims :
+         {json({{"uid", 10}, {"rooms", {1}}}), json({{"sub", 42}, {"rooms", {1}}}),
+          json({{"sub", 42.0}, {"rooms", {1}}}), json({{"sub", ""}, {"rooms", {1}}}),
+          json({{"sub", nullptr}, {"rooms", {1}}}), json({{"sub", {"alice"}}, {"rooms", {1}}})}) {
+        SCOPED_TRACE(claims.dump());
+        ws_client c(port());
+        auto m = auth(c, token(claims));
+        ASSERT_TRUE(m);
+        EXPECT_EQ((*m)["code"], "unauthenticated") << m->dump();
+        EXPECT_NE((*m)["message"].get<std::string>().find("sub"), std::string::npos) << m->dump();
+        expect_refused(token(claims), good);
+    }
+    // "42" is a subject, and it is what the server says the connection belongs to.
+    ws_client c(port());
+    auto m = auth(c, token({{"sub", "42"}, {"rooms", {1}}}));
+    ASSERT_TRUE(m);
+    EXPECT_EQ(*m, json({{"type", "authenticated"}, {"sub", "42"}}));
+}
+
+// NOTE: this test fails until the session clamps its expiry timer. An `exp` beyond the year 2262
+// does not fit a steady_clock deadline in nanoseconds; the verifier reports dates up to the year
+// 9999 (jwt_verifier::max_expires_at) and the session must cap the timer's duration.
+TEST_F(serve_auth_test, token_expiring_in_the_far_future_keeps_its_connection_open) {
+    start();
+    int id = 1400;
+    for (const json& exp : {json(32503680000), json(1e300)}) { // the year 3000; beyond 9999
+        SCOPED_TRACE("exp = " + exp.dump());
+        ws_client c(port());
+        auto m = auth(c, token(alice({{"exp", exp}})));
+        ASSERT_TRUE(m);
+        ASSERT_EQ((*m)["type"], "authenticated") << m->dump();
+        EXPECT_EQ(subscribe(c, "r", rooms_above(id)), json::array());
+        c.send(json{{"type", "ping"}, {"data", "open"}});
+        auto pong = c.next();
+        ASSERT_TRUE(pong) << "closed: " << c.close_code() << " " << c.close_reason();
+        EXPECT_EQ(*pong, json({{"type", "pong"}, {"data", "open"}}));
+        pg().exec("INSERT INTO rooms VALUES (" + std::to_string(id + 1) + ", 'far future')");
+        auto ins = c.next();
+        ASSERT_TRUE(ins) << "closed: " << c.close_code() << " " << c.close_reason();
+        EXPECT_EQ((*ins)["type"], "insert") << ins->dump();
+        EXPECT_EQ((*ins)["row"], json({{"id", id + 1}, {"name", "far future"}}));
+        id += 100;
+    }
 }
 
 // ---- accepted tokens: public keys ----
