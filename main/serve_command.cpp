@@ -60,6 +60,11 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->capture_default_str();
     cmd->add_option("--max-connections-per-user", l.max_connections_per_user, "By the token's sub")
         ->capture_default_str();
+    cmd->add_option("--max-connections", c.max_connections,
+                    "Client connections (HTTP and WebSocket) served at once; 0: the open-file "
+                    "limit less a reserve")
+        ->envname("PGPUSH_MAX_CONNECTIONS")
+        ->capture_default_str();
     cmd->add_option("--max-subscriptions", c.hub.max_subscriptions_per_connection, "Per connection")
         ->capture_default_str();
     cmd->add_option("--subscribe-rate", l.subscribe_per_second,

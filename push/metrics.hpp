@@ -23,7 +23,7 @@ enum class refusal : std::uint8_t {
     method_not_allowed, // 405
     bad_handshake,      // 400: a WebSocket upgrade RFC 6455 does not allow
     websocket_version,  // 426: Sec-WebSocket-Version other than 13
-    request_timeout,    // 408: a request started but not finished in time
+    request_timeout,    // closed: a request started but not finished in time
 };
 inline constexpr std::size_t refusal_count = 9;
 const char* to_string(refusal r);
