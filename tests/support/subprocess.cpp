@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdexcept>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,7 +19,8 @@ std::string pgpush_binary() {
 }
 
 subprocess::subprocess(std::vector<std::string> argv,
-                       std::vector<std::pair<std::string, std::string>> env) {
+                       std::vector<std::pair<std::string, std::string>> env,
+                       subprocess_limits limits) {
     int out[2], err[2];
     if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
         throw std::runtime_error("pipe failed");
@@ -36,6 +38,11 @@ subprocess::subprocess(std::vector<std::string> argv,
         if (::getppid() != parent) _exit(127);
         ::dup2(out[1], 1);
         ::dup2(err[1], 2);
+        if (limits.open_files) {
+            ::close_range(3, ~0U, 0);
+            const rlimit r{*limits.open_files, *limits.open_files};
+            if (::setrlimit(RLIMIT_NOFILE, &r) != 0) _exit(126);
+        }
         for (const auto& [k, v] : env)
             ::setenv(k.c_str(), v.c_str(), 1);
         ::execv(args[0], args.data());

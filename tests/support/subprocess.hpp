@@ -15,10 +15,18 @@ namespace pgpush::testing {
 
 using namespace std::chrono_literals;
 
+// Limits the child starts with.
+struct subprocess_limits {
+    // RLIMIT_NOFILE, soft and hard. A child started with it also starts with no descriptors but
+    // stdin, stdout and stderr, so that what the test process has open does not count.
+    std::optional<unsigned long> open_files;
+};
+
 class subprocess {
 public:
     explicit subprocess(std::vector<std::string> argv,
-                        std::vector<std::pair<std::string, std::string>> env = {});
+                        std::vector<std::pair<std::string, std::string>> env = {},
+                        subprocess_limits limits = {});
     ~subprocess();
     subprocess(const subprocess&) = delete;
     subprocess& operator=(const subprocess&) = delete;
