@@ -75,6 +75,35 @@ double sample(const std::string& text, const std::string& name) {
     return std::stod(text.substr(at + key.size()));
 }
 
+// Reads one response from `fd` (head and Content-Length body); "" if none came in time.
+std::string read_response(int fd, std::chrono::seconds timeout = 30s) {
+    const timeval tv{static_cast<time_t>(timeout.count()), 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string in;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        const auto end = in.find("\r\n\r\n");
+        if (end != std::string::npos) {
+            const auto at = in.find("Content-Length: ");
+            const auto length = at < end ? std::stoul(in.substr(at + 16)) : 0;
+            if (in.size() >= end + 4 + length) return in;
+        }
+        char buf[65536];
+        const auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        in.append(buf, static_cast<std::size_t>(n));
+    }
+    return "";
+}
+
+// True when the server closes `fd` (end of stream) before the deadline.
+bool closed_by_server(int fd, std::chrono::seconds timeout = 30s) {
+    const timeval tv{static_cast<time_t>(timeout.count()), 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char c;
+    return ::recv(fd, &c, 1, 0) == 0;
+}
+
 // Lines of `text` that contain `needle`.
 std::size_t lines_with(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
@@ -241,6 +270,42 @@ TEST_F(serve_fd_test, out_of_descriptors_pauses_accepting_without_flooding_the_l
     EXPECT_GT(sample(m, "pgpush_accept_paused_total{reason=\"out_of_descriptors\"}"), 0) << m;
     EXPECT_GT(sample(m, "pgpush_connections_evicted_total"), 0) << m;
     EXPECT_NE(engine_log().find("out of file descriptors"), std::string::npos);
+}
+
+// A connection idle between keep-alive requests makes room too, and the one that waited longest
+// goes first.
+TEST_F(serve_fd_test, keep_alive_connections_idle_longest_make_room_first) {
+    reset_data();
+    start_limited(1024, {"--max-connections", "3"});
+    auto reader = connect(message_reader);
+    subscribe(*reader, "m", "SELECT id, body FROM messages WHERE room_id = 1");
+    const std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::vector<int> kept;
+    for (int i = 0; i < 2; ++i) {
+        open_idle(1);
+        kept.push_back(idle_.back());
+        ASSERT_EQ(::send(kept.back(), request.data(), request.size(), MSG_NOSIGNAL),
+                  static_cast<ssize_t>(request.size()));
+        const auto response = read_response(kept.back());
+        ASSERT_EQ(response.rfind("HTTP/1.1 200 ", 0), 0u) << response;
+        ASSERT_EQ(response.find("Connection: close"), std::string::npos) << response;
+    }
+    // The limit is reached (reader and two idle): the next client closes the older idle one.
+    auto next = connect({{"sub", "next"}, {"uid", 2}, {"rooms", {1}}});
+    EXPECT_TRUE(closed_by_server(kept[0]));
+    // The newer one is still served on its connection.
+    ASSERT_EQ(::send(kept[1], request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
+    EXPECT_EQ(read_response(kept[1]).rfind("HTTP/1.1 200 ", 0), 0u);
+    subscribe(*next, "m", "SELECT id, body FROM messages WHERE room_id = 1");
+    pg().exec("INSERT INTO messages (room_id, sender_id, body) VALUES (1, 1, 'both')");
+    for (auto* c : {reader.get(), next.get()}) {
+        auto e = c->next_of("insert", "m");
+        ASSERT_TRUE(e);
+        EXPECT_EQ((*e)["row"]["body"], "both");
+    }
+    // (The /metrics request itself, at the limit, may close the other idle one.)
+    EXPECT_GE(sample(metrics(), "pgpush_connections_evicted_total"), 1);
 }
 
 // At the limit with only WebSocket sessions (never closed for room): health checks are answered,
