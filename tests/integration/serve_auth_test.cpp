@@ -458,9 +458,9 @@ TEST_F(serve_auth_test, token_without_a_string_subject_is_refused) {
     EXPECT_EQ(*m, json({{"type", "authenticated"}, {"sub", "42"}}));
 }
 
-// NOTE: this test fails until the session clamps its expiry timer. An `exp` beyond the year 2262
-// does not fit a steady_clock deadline in nanoseconds; the verifier reports dates up to the year
-// 9999 (jwt_verifier::max_expires_at) and the session must cap the timer's duration.
+// An `exp` beyond the year 2262 does not fit a steady_clock deadline in nanoseconds: the verifier
+// reports dates up to the year 9999 (jwt_verifier::max_expires_at) and the session caps the
+// timer's duration. An overflowing timer fired at once and closed the connection as expired.
 TEST_F(serve_auth_test, token_expiring_in_the_far_future_keeps_its_connection_open) {
     start();
     int id = 1400;
