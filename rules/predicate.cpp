@@ -1022,8 +1022,8 @@ std::string parameter(const value& v, std::vector<std::string>& params,
 }
 
 bool textual(input_type t) {
-    return t == input_type::text || t == input_type::uuid || t == input_type::text_cast ||
-           t == input_type::other;
+    return t == input_type::text || t == input_type::padded || t == input_type::uuid ||
+           t == input_type::text_cast || t == input_type::other;
 }
 
 const char* const collate_c = " COLLATE \"C\")";
@@ -1037,13 +1037,14 @@ std::string predicate::to_sql(std::span<const std::string> column_names,
 
 // How the text operands of one comparison are written so that Postgres compares exactly as the
 // evaluator does, in C order whatever the columns' collations:
-//  - plain: text/varchar/char(n)/name columns, as themselves; where order matters (and for <>),
+//  - plain: text/varchar/name columns, as themselves; where order matters (and for <>),
 //    with COLLATE "C". Equality keeps a form an index on the column can serve, and adds the C
 //    comparison so that a nondeterministic collation cannot widen it: col = $1 AND
 //    (col COLLATE "C") = $1 is exactly the C equality.
 //  - uuid: uuid columns against uuid constants ($n::uuid): byte order is the canonical text's.
-//  - cast: anything else textual ("char", domains, enums and other types compared by text, or a
-//    mix): the columns' text, (col::text COLLATE "C").
+//  - cast: anything else textual (char(n), "char", domains, enums and other types compared by
+//    text, or a mix): the columns' text, (col::text COLLATE "C"); char(n) with its padding, as
+//    the stream carries it.
 predicate::text_sql predicate::text_mode(std::initializer_list<std::uint32_t> operands) const {
     bool any = false, all_plain = true, all_uuid = true;
     for (auto i : operands) {
@@ -1074,6 +1075,10 @@ std::string predicate::sql_operand(std::uint32_t i, text_sql mode, bool collate,
         case text_sql::plain:
             return collate ? "(" + col + collate_c : col;
         case text_sql::cast:
+            // char(n) as the stream carries it, padded: its casts to text drop the padding.
+            if (static_cast<input_type>(n.b) == input_type::padded) {
+                return "(textin(bpcharout(" + col + "))" + collate_c;
+            }
             return "(" + col + "::text" + collate_c;
         case text_sql::uuid:
         case text_sql::none:

@@ -484,10 +484,10 @@ input_type input_type_of(column_family family, std::string_view t) {
     case column_family::text: {
         if (t == "uuid") return input_type::uuid;
         auto base = t.substr(0, t.find('('));
-        if (base == "text" || base == "character varying" || base == "varchar" ||
-            base == "character" || base == "bpchar" || base == "name") {
+        if (base == "text" || base == "character varying" || base == "varchar" || base == "name") {
             return input_type::text;
         }
+        if (base == "character" || base == "bpchar") return input_type::padded;
         return input_type::text_cast;
     }
     case column_family::timestamp:
@@ -537,6 +537,7 @@ std::optional<value> read_input(input_type type, std::string_view text, std::str
         return t ? std::optional<value>(value::timestamp(*t)) : std::nullopt;
     }
     case input_type::text:
+    case input_type::padded:
     case input_type::text_cast:
     case input_type::other:
         return value::text(text);

@@ -129,7 +129,9 @@ enum class input_type : std::uint8_t {
     numeric,
     float4,
     float8,
-    text,      // text, varchar, char(n), name: any text
+    text,      // text, varchar, name: any text
+    padded,    // char(n): any text; compared with the padding the stream carries it with (in SQL
+               // textin(bpcharout(column)): Postgres' own casts to text drop it)
     uuid,      // read by uuid_in, compared by its canonical text
     text_cast, // other types of the text family ("char", domains, extension types): compared by
                // their text (column::text in SQL)

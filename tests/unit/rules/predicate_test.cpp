@@ -716,6 +716,7 @@ const table_schema& typed() {
                                          {"i", column_family::integer, "integer"},
                                          {"r", column_family::real, "real"},
                                          {"t", column_family::text, "text"},
+                                         {"ch", column_family::text, "character(4)"},
                                      }};
     return schema;
 }
@@ -754,6 +755,8 @@ TEST(predicate, to_sql_casts_every_parameter_and_compares_text_in_c) {
         {"c = 'x'", {}, R"((("c"::text COLLATE "C") = $1::text))", {"x"}},
         {"mood = 'happy'", {}, R"((("mood"::text COLLATE "C") = $1::text))", {"happy"}},
         {"mood LIKE 'h%'", {}, R"((("mood"::text COLLATE "C") LIKE $1::text))", {"h%"}},
+        {"ch = 'ab'", {}, R"(((textin(bpcharout("ch")) COLLATE "C") = $1::text))", {"ab"}},
+        {"ch LIKE 'ab'", {}, R"(((textin(bpcharout("ch")) COLLATE "C") LIKE $1::text))", {"ab"}},
         {"i = '7'", {}, R"(("i" = $1::int8))", {"7"}},
         {"i < 2.5", {}, R"(("i" < $1::numeric))", {"2.5"}},
         {"r = '0.1'", {}, R"(("r" = $1::float8))", {"0.10000000149011612"}},

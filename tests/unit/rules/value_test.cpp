@@ -361,7 +361,8 @@ TEST(input_type_of, tells_integer_widths_uuid_and_char_apart_by_type_name) {
     EXPECT_EQ(input_type_of(column_family::text, "text"), input_type::text);
     EXPECT_EQ(input_type_of(column_family::text, "character varying(20)"), input_type::text);
     EXPECT_EQ(input_type_of(column_family::text, "varchar"), input_type::text);
-    EXPECT_EQ(input_type_of(column_family::text, "character(4)"), input_type::text);
+    EXPECT_EQ(input_type_of(column_family::text, "character(4)"), input_type::padded);
+    EXPECT_EQ(input_type_of(column_family::text, "bpchar"), input_type::padded);
     EXPECT_EQ(input_type_of(column_family::text, "name"), input_type::text);
     EXPECT_EQ(input_type_of(column_family::text, "\"char\""), input_type::text_cast);
     EXPECT_EQ(input_type_of(column_family::text, "char"), input_type::text_cast);
