@@ -96,9 +96,14 @@ void listener::stop() {
 void listener::accept() {
     if (stopped_ || paused_) return;
     if (!room()) {
-        ++limit_pauses_;
-        ++ctx_.stats.accept_paused_limit;
-        report();
+        // Counted once until a connection is accepted again (the pause re-checks every
+        // backoff_max: a busy connection may become idle, which wakes nobody).
+        if (!full_) {
+            full_ = true;
+            ++limit_pauses_;
+            ++ctx_.stats.accept_paused_limit;
+            report();
+        }
         return pause(pause_reason::connection_limit, options_.backoff_max);
     }
     auto& io = *workers_[next_++ % workers_.size()];
@@ -133,6 +138,7 @@ void listener::on_accept(beast::error_code ec, net::ip::tcp::socket socket) {
                      wait);
     }
     backoff_ = options_.backoff_min;
+    full_ = false;
     beast::error_code ignored;
     socket.set_option(net::ip::tcp::no_delay(true), ignored);
     auto slot = connection_budget::acquire(budget_);

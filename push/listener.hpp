@@ -78,6 +78,7 @@ private:
     std::shared_ptr<connection_budget> budget_;
     bool stopped_ = false;
     bool paused_ = false;
+    bool full_ = false; // paused at the limit and its overflow since the last accept
     std::chrono::milliseconds backoff_;
     // Counts since the last log line (at most one per log_interval).
     std::chrono::steady_clock::time_point last_report_{};
