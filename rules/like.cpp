@@ -243,6 +243,7 @@ bool like_pattern::equal_at(const segment& s, std::string_view text, std::size_t
 
 std::size_t like_pattern::find_plain(const segment& s, std::string_view text, std::size_t from,
                                      std::size_t& end) const noexcept {
+    if (text.size() - from < s.bytes) return std::string_view::npos; // (and no null to memmem)
     const char* needle = bytes_.data() + tokens_[s.first].at;
     const void* hit = ::memmem(text.data() + from, text.size() - from, needle, s.bytes);
     if (hit == nullptr) return std::string_view::npos;
