@@ -555,8 +555,9 @@ void engine::parts::stop_threads() {
     if (ddl_worker) ddl_worker->stop();
     if (catalog_worker) catalog_worker->stop();
     if (snapshots) snapshots->stop();
-    // Sessions got their close frames when stopping began; give the close handshakes a moment.
-    if (sessions) sessions->wait_closed(std::chrono::seconds(2));
+    // Sessions got their close frames when stopping began (ahead of anything still queued);
+    // clients have a few seconds to read what the kernel already holds and answer the close.
+    if (sessions) sessions->wait_closed(std::chrono::seconds(5));
     for (auto& io : ios)
         io->stop();
     for (auto& t : io_threads) {

@@ -212,10 +212,9 @@ void ws_session::authenticate(std::string_view token) {
         }
         return;
     }
-    std::string user;
-    if (auto it = r.claims.find("sub"); it != r.claims.end()) {
-        user = it->is_string() ? it->get<std::string>() : it->dump();
-    }
+    // The verifier admits only tokens whose `sub` is a non-empty string: it names the user (the
+    // per-user connection bucket, and who a re-authentication must be for).
+    const std::string& user = r.subject;
     const bool first = !claims_;
     if (!first && user != user_) {
         error(error_code::forbidden,

@@ -54,26 +54,57 @@ channels:
 )";
     }
 
+    struct launch_options {
+        std::vector<std::string> extra;                       // more flags
+        std::vector<std::pair<std::string, std::string>> env; // e.g. the fault shim
+        subprocess_limits limits;                             // e.g. fewer descriptors
+        bool wait = true; // wait until it streams and listens (start() needs a database up)
+    };
+
     // Starts `pgpush serve` with its own slot/publication and waits until it listens.
     void start(const std::string& rules = default_rules(), std::vector<std::string> extra = {}) {
-        static int n = 0;
-        const std::string name = "serve_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
-        rules_path_ = "/tmp/pgpush-" + name + ".yaml";
-        std::ofstream(rules_path_) << rules;
-        // The engine's change log goes to a directory of the test's own, removed at the end.
-        data_dir_ = "/tmp/pgpush-" + name + ".data";
+        launch(rules, launch_options{std::move(extra), {}, {}, true});
+    }
+
+    // The same with more control; `data_dir()` and `rules_path()` are the engine's. A second
+    // launch after the engine stopped reuses its slot, publication and data directory (a restart).
+    void launch(const std::string& rules, launch_options o) {
+        prepare(rules);
         std::vector<std::string> argv = {
             pgpush_binary(), "serve",       "--db",      pg().url(), "--rules",       rules_path_,
-            "--listen",      "127.0.0.1:0", "--slot",    name,       "--publication", name,
+            "--listen",      "127.0.0.1:0", "--slot",    name_,      "--publication", name_,
             "--jwt-secret",  test_secret,   "--threads", "2",        "--data-dir",    data_dir_};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        server_ = std::make_unique<subprocess>(argv);
-        ASSERT_TRUE(server_->wait_for_stderr("streaming from slot")) << server_->stderr_text();
-        ASSERT_TRUE(server_->wait_for_stderr("listening on 127.0.0.1:")) << server_->stderr_text();
+        argv.insert(argv.end(), o.extra.begin(), o.extra.end());
+        server_ = std::make_unique<subprocess>(argv, o.env, o.limits);
+        if (o.wait) await_started();
+    }
+
+    // Picks the engine's names (slot, publication, rules file, data directory) before the first
+    // launch, for a test that needs them in its launch options.
+    void prepare(const std::string& rules = default_rules()) {
+        static int n = 0;
+        if (!name_.empty()) return;
+        name_ = "serve_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+        rules_path_ = "/tmp/pgpush-" + name_ + ".yaml";
+        std::ofstream(rules_path_) << rules;
+        // The engine's change log goes to a directory of the test's own, removed at the end.
+        data_dir_ = "/tmp/pgpush-" + name_ + ".data";
+    }
+
+    // Waits until the engine streams and listens, and learns its port.
+    void await_started(std::chrono::milliseconds timeout = 30s) {
+        ASSERT_TRUE(server_->wait_for_stderr("streaming from slot", 1, timeout))
+            << server_->stderr_text();
+        ASSERT_TRUE(server_->wait_for_stderr("listening on 127.0.0.1:", 1, timeout))
+            << server_->stderr_text();
         const auto& err = server_->stderr_text();
-        auto at = err.find("listening on 127.0.0.1:");
+        auto at = err.rfind("listening on 127.0.0.1:");
         port_ = std::stoi(err.substr(at + 23));
     }
+
+    const std::string& data_dir() const { return data_dir_; }
+    const std::string& rules_path() const { return rules_path_; }
+    const std::string& slot() const { return name_; }
 
     void TearDown() override {
         if (server_) {
@@ -147,6 +178,7 @@ channels:
 
     static inline std::unique_ptr<pg_cluster> cluster_;
     std::unique_ptr<subprocess> server_;
+    std::string name_; // of the slot and publication
     std::string rules_path_;
     std::string data_dir_;
     int port_ = 0;
