@@ -20,7 +20,7 @@ notify_listener::notify_listener(net::any_io_executor ex, std::string conninfo, 
                                  std::chrono::milliseconds reconnect_min,
                                  std::chrono::milliseconds reconnect_max)
     : ex_(std::move(ex)), conninfo_(std::move(conninfo)), handlers_(std::move(h)),
-      reconnect_min_(reconnect_min), reconnect_max_(reconnect_max) {}
+      reconnect_(ex_, reconnect_min, reconnect_max, "notify listener") {}
 
 notify_listener::~notify_listener() = default;
 
@@ -39,36 +39,17 @@ void notify_listener::stop() {
         boost::system::error_code ignored;
         current_->socket.descriptor().cancel(ignored);
     }
-    if (pause_) pause_->cancel();
+    reconnect_.stop();
 }
 
 net::awaitable<void> notify_listener::run() {
-    backoff delay(reconnect_min_, reconnect_max_);
-    net::steady_timer pause(ex_);
-    pause_ = &pause;
-    struct clear_pause {
-        net::steady_timer** p;
-        ~clear_pause() { *p = nullptr; }
-    } clear{&pause_};
-    while (!stopping_) {
-        std::string why;
-        try {
-            co_await run_once(delay);
-        } catch (const pg::error& e) {
-            why = e.what();
-        } catch (const boost::system::system_error& e) {
-            why = e.what();
-        }
-        stats_.connected = false;
-        listening_.clear();
-        if (stopping_) break;
-        ++stats_.reconnects;
-        auto d = delay.next();
-        spdlog::warn("notify listener: {}; reconnecting in {} ms", why, d.count());
-        pause.expires_after(d);
-        boost::system::error_code ec;
-        co_await pause.async_wait(net::redirect_error(net::use_awaitable, ec));
-    }
+    co_await reconnect_.run([&] { return run_once(reconnect_.delay()); },
+                            [&](const std::string&) {
+                                stats_.connected = false;
+                                listening_.clear();
+                                ++stats_.reconnects;
+                            });
+    stats_.connected = false;
 }
 
 net::awaitable<void> notify_listener::run_once(backoff& delay) {

@@ -10,11 +10,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "cdc/reconnect.hpp"
+
 namespace pgpush::cdc {
 
 namespace net = boost::asio;
-
-class backoff;
 
 struct notification {
     std::string channel;
@@ -59,14 +59,13 @@ private:
     net::any_io_executor ex_;
     std::string conninfo_;
     handlers handlers_;
-    std::chrono::milliseconds reconnect_min_, reconnect_max_;
     std::set<std::string> channels_;
     std::set<std::string> listening_; // on the current connection
     notify_stats stats_;
     bool stopping_ = false;
     bool connected_before_ = false;
     session* current_ = nullptr;
-    net::steady_timer* pause_ = nullptr;
+    reconnector reconnect_;
 };
 
 } // namespace pgpush::cdc

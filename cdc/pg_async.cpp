@@ -165,26 +165,6 @@ net::awaitable<result> async_exec(PGconn* conn, socket_waiter& socket, std::stri
     co_return first;
 }
 
-std::string quote_identifier(std::string_view id) {
-    std::string out = "\"";
-    for (char c : id) {
-        if (c == '"') out += '"';
-        out += c;
-    }
-    out += '"';
-    return out;
-}
-
-std::string quote_literal(std::string_view s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'') out += '\'';
-        out += c;
-    }
-    out += '\'';
-    return out;
-}
-
 std::string redact_conninfo(std::string_view conninfo) {
     std::string s(conninfo);
     // URL form: scheme://user:password@host → scheme://user:***@host

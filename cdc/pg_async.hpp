@@ -16,6 +16,8 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <libpq-fe.h>
 
+#include "cdc/sql_quote.hpp"
+
 namespace pgpush::cdc::pg {
 
 namespace net = boost::asio;
@@ -87,10 +89,8 @@ net::awaitable<result> async_exec(PGconn* conn, socket_waiter& socket, std::stri
 // Flushes libpq's output buffer, waiting for the socket as needed.
 net::awaitable<void> async_flush(PGconn* conn, socket_waiter& socket);
 
-// Quotes an identifier for SQL (or for START_REPLICATION's publication_names), "a""b".
-std::string quote_identifier(std::string_view id);
-// Quotes a string literal, 'it''s'.
-std::string quote_literal(std::string_view s);
+using sql::quote_identifier;
+using sql::quote_literal;
 
 // A conninfo with any password removed, for logs and error messages.
 std::string redact_conninfo(std::string_view conninfo);

@@ -11,6 +11,7 @@
 #include "cdc/pg_async.hpp"
 #include "cdc/pg_time.hpp"
 #include "cdc/pgoutput_decoder.hpp"
+#include "cdc/reconnect.hpp"
 #include "cdc/walsender_protocol.hpp"
 
 namespace pgpush::cdc {
@@ -116,7 +117,8 @@ replication_stream::replication_stream(net::any_io_executor ex, stream_config co
                                        change_assembler::type_loader load_types)
     : ex_(std::move(ex)), config_(std::move(config)), sink_(sink),
       assembler_(types, sink, std::move(load_types)),
-      feedback_(config_.start, config_.follow_keepalives) {}
+      feedback_(config_.start, config_.follow_keepalives),
+      reconnect_(ex_, config_.reconnect_min, config_.reconnect_max, "replication stream") {}
 
 replication_stream::~replication_stream() = default;
 
@@ -147,51 +149,32 @@ void replication_stream::stop() {
         current_->socket.descriptor().cancel(ignored);
         current_->status_timer.cancel();
     }
-    if (pause_) pause_->cancel();
+    reconnect_.stop();
 }
 
 net::awaitable<stop_result> replication_stream::run() {
-    backoff delay(config_.reconnect_min, config_.reconnect_max);
-    net::steady_timer pause(ex_);
-    pause_ = &pause;
-    struct clear_pause {
-        net::steady_timer** p;
-        ~clear_pause() { *p = nullptr; }
-    } clear{&pause_};
-
-    while (true) {
-        std::string why;
-        try {
-            co_await stream_once(delay);
-            if (end_reached_) co_return stop_result{stop_reason::end_reached, ""};
-            co_return stop_result{stop_reason::requested, ""};
-        } catch (const fatal_stop& f) {
-            stats_.connected = false;
-            co_return stop_result{f.reason, f.what()};
-        } catch (const protocol_error& e) {
-            stats_.connected = false;
-            co_return stop_result{stop_reason::protocol_error, e.what()};
-        } catch (const pg::error& e) {
-            why = e.what();
-        } catch (const boost::system::system_error& e) {
-            why = e.what();
-        }
+    try {
+        const bool finished = co_await reconnect_.run(
+            [&] { return stream_once(reconnect_.delay()); },
+            [&](const std::string& why) {
+                stats_.connected = false;
+                if (config_.temporary_slot && temporary_slot_created_) {
+                    throw fatal_stop(stop_reason::temporary_slot_lost,
+                                     "the connection holding temporary slot \"" + config_.slot +
+                                         "\" was lost (" + why +
+                                         "); changes committed since cannot be recovered. Use a "
+                                         "permanent slot to survive disconnects");
+                }
+                ++stats_.reconnects;
+            });
+        if (finished && end_reached_) co_return stop_result{stop_reason::end_reached, ""};
+        co_return stop_result{stop_reason::requested, ""};
+    } catch (const fatal_stop& f) {
         stats_.connected = false;
-        if (stopping_) co_return stop_result{stop_reason::requested, ""};
-        if (config_.temporary_slot && temporary_slot_created_) {
-            co_return stop_result{
-                stop_reason::temporary_slot_lost,
-                "the connection holding temporary slot \"" + config_.slot + "\" was lost (" + why +
-                    "); changes committed since cannot be recovered. Use a permanent slot to "
-                    "survive disconnects"};
-        }
-        ++stats_.reconnects;
-        auto d = delay.next();
-        spdlog::warn("replication stream: {}; reconnecting in {} ms", why, d.count());
-        pause.expires_after(d);
-        boost::system::error_code ec;
-        co_await pause.async_wait(net::redirect_error(net::use_awaitable, ec));
-        if (stopping_) co_return stop_result{stop_reason::requested, ""};
+        co_return stop_result{f.reason, f.what()};
+    } catch (const protocol_error& e) {
+        stats_.connected = false;
+        co_return stop_result{stop_reason::protocol_error, e.what()};
     }
 }
 

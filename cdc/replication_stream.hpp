@@ -15,13 +15,12 @@
 #include "cdc/change_assembler.hpp"
 #include "cdc/feedback.hpp"
 #include "cdc/lsn.hpp"
+#include "cdc/reconnect.hpp"
 #include "cdc/type_catalog.hpp"
 
 namespace pgpush::cdc {
 
 namespace net = boost::asio;
-
-class backoff;
 
 struct stream_config {
     std::string conninfo;
@@ -120,7 +119,7 @@ private:
     bool end_reached_ = false;
     bool temporary_slot_created_ = false;
     session* current_ = nullptr;
-    net::steady_timer* pause_ = nullptr;
+    reconnector reconnect_;
 };
 
 } // namespace pgpush::cdc

@@ -361,6 +361,8 @@ void change_log::recover() {
     if (segments_.empty()) {
         epoch_ = new_epoch();
         recovery_.fresh = true;
+        recovery_.covered = options_.start;
+        last_ = oldest_ = cdc::position{options_.start, 0};
         sequence_ = 0;
         start_segment();
     } else {

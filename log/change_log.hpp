@@ -84,6 +84,10 @@ struct log_options {
     // Every file operation of the writer, recovery and readers goes through this (null: the real
     // system calls).
     std::shared_ptr<log_io> io;
+    // A new log's history begins after this LSN: the slot's confirmed position when the log is
+    // created. What the slot confirmed before is not expected of it (see cut_back_to, and the
+    // caller's check of recovered().covered against the slot).
+    cdc::lsn start;
 };
 
 // What opening found.

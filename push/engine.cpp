@@ -698,6 +698,7 @@ exit_code engine::run() {
         lo.retain_age = c.log_retain_age;
         lo.fsync = c.log_fsync;
         lo.sync_delay = c.log_sync_delay;
+        lo.start = confirmed;
         try {
             p.change_log = std::make_unique<log::change_log>(lo);
             auto& log = *p.change_log;

@@ -464,7 +464,7 @@ void hub::replay_step(std::uint64_t key) {
         return;
     }
     log_->submit();
-    const cdc::position until = log_->appended();
+    const cdc::position until = s.tailing ? s.tail_until : log_->appended();
     auto r = replayer_.step(s, *ts, until, limits_.replay_batch, out_);
     metrics_.events_out += r.events;
     if (r.opened_batch) open_batches_.push_back(key);
@@ -473,14 +473,24 @@ void hub::replay_step(std::uint64_t key) {
         net::post(executor_, [this, key] { replay_step(key); });
         break;
     case replayer::outcome::waiting:
-        // The log writer has not written what it was handed (a slow or full disk): never block
-        // this thread on it.
-        again_in(std::chrono::milliseconds(20));
+        // The log writer has not written what it was handed yet (it writes once per sync, and a
+        // disk may be slow or full): never block this thread on it. The end read to is fixed
+        // now, and live changes after it are kept for the subscription meanwhile, so it does
+        // not chase an end that moves on with every transaction.
+        if (!s.tailing) {
+            s.tailing = true;
+            s.tail_until = until;
+        }
+        again_in(std::chrono::milliseconds(2));
         break;
-    case replayer::outcome::reached:
+    case replayer::outcome::reached: {
         s.cursor.reset();
-        s.go_live(out_, std::max(until, s.resume_after), txn_, events_.positions());
+        auto [sent, opened] = s.go_live_after_replay(
+            out_, limits_.batch, std::max(until, s.resume_after), txn_, events_.positions());
+        metrics_.events_out += sent;
+        if (opened) open_batches_.push_back(key);
         break;
+    }
     case replayer::outcome::resync:
         ++metrics_.resyncs;
         drop(key, error_code::resync_required, r.message);
@@ -509,6 +519,14 @@ void hub::route(subscription& s, std::string_view type, std::shared_ptr<const st
                 const cdc::change& c) {
     switch (s.state) {
     case subscription::phase::replay:
+        // The replay reads this from the log, unless it is past the end the replay reads to.
+        if (!s.tailing || c.pos <= s.tail_until) return;
+        if (!s.buffer_change(frame{protocol::event_head(type), s.id, std::move(body)}, *c.txn, type,
+                             c.pos, limits_.max_buffered_bytes)) {
+            ++metrics_.resyncs;
+            drop(s.key, error_code::resync_required,
+                 "too many changes arrived while the resume caught up: subscribe again");
+        }
         return;
     case subscription::phase::live:
         if (c.pos <= s.resume_after) return; // a resumed client has it
@@ -563,7 +581,8 @@ void hub::on_change(const cdc::change& c) {
             auto sit = subs_.find(h.id);
             if (sit == subs_.end() || sit->second->dropped) continue;
             subscription& s = *sit->second;
-            if (s.state == subscription::phase::replay) continue; // it reads this from the log
+            // A replay reads this from the log (unless it is past the replay's end: route()).
+            if (s.state == subscription::phase::replay && !s.tailing) continue;
             std::shared_ptr<const std::string> body;
             for (const auto& b : bodies) {
                 if (b.event == h.event && *b.columns == s.plan.columns) body = b.body;

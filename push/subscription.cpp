@@ -105,6 +105,28 @@ subscription::go_live_after_snapshot(outbox& out, const batch_limits& limits,
     return {sent, false};
 }
 
+std::pair<std::size_t, bool>
+subscription::go_live_after_replay(outbox& out, const batch_limits& limits, cdc::position ready_at,
+                                   const cdc::transaction_info* streaming,
+                                   const position_format& positions) {
+    go_live(out, ready_at, streaming, positions);
+    // Everything buffered comes after ready_at (it was routed live after the replay's end was
+    // fixed), in commit order.
+    const std::size_t sent = buffer.size();
+    bool opened = false;
+    for (auto& b : buffer) {
+        if (transactions) {
+            opened = emit(out, limits, b.type, std::move(b.f.body), b.pos, positions) || opened;
+        } else {
+            out.send(to, std::move(b.f));
+        }
+    }
+    buffer.clear();
+    buffer_bytes = 0;
+    tailing = false;
+    return {sent, opened};
+}
+
 void subscription::go_live(outbox& out, cdc::position ready_at,
                            const cdc::transaction_info* streaming,
                            const position_format& positions) {

@@ -88,6 +88,11 @@ struct subscription {
     // A resumed subscription never gets a change at or before the position it resumed after.
     cdc::position resume_after;
     std::unique_ptr<log_cursor> cursor;
+    // The replay met the log's written end while more was appended (the writer is between
+    // writes): it reads on to `tail_until` only, and live changes after it are buffered (in
+    // `buffer`) instead of skipped, so it can go live without chasing a moving end.
+    bool tailing = false;
+    cdc::position tail_until;
 
     // ---- "transactions": the changes of one transaction not sent yet (same commit LSN) ----
     struct batch_entry {
@@ -130,6 +135,13 @@ struct subscription {
     std::pair<std::size_t, bool> go_live_after_snapshot(outbox& out, const batch_limits& limits,
                                                         const cdc::transaction_info* streaming,
                                                         const position_format& positions);
+    // A replay reached `ready_at`: `ready`, then the live changes buffered while it caught up
+    // with the log's tail. Returns the number of buffered events sent and whether a batch was
+    // opened (as emit).
+    std::pair<std::size_t, bool> go_live_after_replay(outbox& out, const batch_limits& limits,
+                                                      cdc::position ready_at,
+                                                      const cdc::transaction_info* streaming,
+                                                      const position_format& positions);
     // A replay or snapshot is over at `ready_at`: with batches, `ready` waits for the batch of a
     // transaction the stream is still inside.
     void go_live(outbox& out, cdc::position ready_at, const cdc::transaction_info* streaming,

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cdc/sql_quote.hpp"
+
 namespace pgpush::rules {
 
 std::optional<std::size_t> table_schema::find(std::string_view column) const {
@@ -945,14 +947,7 @@ std::string predicate::to_string() const {
 
 namespace {
 
-std::string quote_identifier(std::string_view id) {
-    std::string out = "\"";
-    for (char c : id) {
-        if (c == '"') out += '"';
-        out += c;
-    }
-    return out + "\"";
-}
+using cdc::sql::quote_identifier;
 
 // Microseconds since 2000-01-01 UTC as Postgres reads a timestamptz: "2024-01-02 03:04:05.5+00".
 std::string timestamp_text(std::int64_t micros) {

@@ -421,6 +421,25 @@ TEST_F(change_log_test, cut_back_to_before_everything_empties_the_log) {
     EXPECT_EQ(read_all(log, {}), expected(1, 5, 2));
 }
 
+TEST_F(change_log_test, a_new_log_begins_where_the_slot_stood_when_it_was_made) {
+    // Made when the slot stood at 0x1000; killed before anything after it was confirmed.
+    auto o = options();
+    o.start = cdc::lsn{0x1000};
+    {
+        change_log log(o);
+        EXPECT_TRUE(log.recovered().fresh);
+        EXPECT_EQ(log.recovered().covered, cdc::lsn{0x1000});
+        write_txn(log, 0x11, 2, false); // at 0x1100; its commit never reached the disk
+    }
+    change_log log(o);
+    log.cut_back_to(cdc::lsn{0x1000});
+    // Nothing is missing: the slot resends everything after 0x1000. Without the start, the log
+    // would seem to end before the slot's confirmed position, and a new epoch would begin.
+    EXPECT_FALSE(log.recovered().fresh);
+    EXPECT_GE(log.recovered().covered, cdc::lsn{0x1000});
+    EXPECT_EQ(log.statistics().oldest, (cdc::position{cdc::lsn{0x1000}, 0}));
+}
+
 TEST_F(change_log_test, cut_back_to_leaves_a_log_without_its_beginning_alone) {
     auto o = options(4096);
     o.retain_bytes = 16 * 1024;
