@@ -1,14 +1,13 @@
 #include "main/check_command.hpp"
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
 
 #include "cdc/catalog_loader.hpp"
 #include "cdc/pg_async.hpp"
 #include "cdc/table_catalog.hpp"
+#include "main/common.hpp"
 #include "push/schema.hpp"
 #include "rules/rule_set.hpp"
 
@@ -34,15 +33,15 @@ int report(const std::vector<rules::diagnostic>& errors, const std::string& file
 } // namespace
 
 int run_check(const check_options& o) {
-    std::ifstream in(o.file);
-    if (!in) {
+    std::string text;
+    try {
+        text = read_file(o.file);
+    } catch (const std::exception&) {
         std::printf("%s:1:1: cannot read the file\n", o.file.c_str());
         return 1;
     }
-    std::stringstream text;
-    text << in.rdbuf();
 
-    auto loaded = rules::load_rules(text.str());
+    auto loaded = rules::load_rules(text);
     if (!loaded.errors.empty()) return report(loaded.errors, o.file);
 
     if (!o.db.empty()) {
@@ -68,7 +67,7 @@ int run_check(const check_options& o) {
                          cdc::pg::redact_conninfo(o.db).c_str(), e.what());
             return 1;
         }
-        auto checked = rules::load_rules(text.str(), &schema);
+        auto checked = rules::load_rules(text, &schema);
         if (!checked.errors.empty()) return report(checked.errors, o.file);
     }
     std::printf("%s: ok (%zu table(s), %zu channel(s)%s)\n", o.file.c_str(),

@@ -372,18 +372,11 @@ void engine::parts::update_publication_health() {
 // ---- the change log's health ----
 
 void engine::parts::on_log_health(const log::log_health& h) {
-    {
-        std::lock_guard lock(health_mu);
-        log_state = h.state == log::log_state::ok        ? "ok"
-                    : h.state == log::log_state::stalled ? "stalled"
-                                                         : "failed";
-        log_problem = h.reason;
-    }
-    stats.log_state = static_cast<int>(h.state);
     switch (h.state) {
     case log::log_state::ok:
         spdlog::info("change log: writing again; the stream reads on");
         stream->pause(false);
+        stats.stream_paused = false;
         break;
     case log::log_state::stalled:
         ++stats.log_stalls;
@@ -392,6 +385,7 @@ void engine::parts::on_log_health(const log::log_health& h) {
                       "write again",
                       h.reason);
         stream->pause(true);
+        stats.stream_paused = true;
         break;
     case log::log_state::failed:
         // After a failed fsync the page cache cannot be trusted (PostgreSQL's "fsyncgate"):
@@ -403,6 +397,16 @@ void engine::parts::on_log_health(const log::log_health& h) {
         stop("the change log failed", exit_code::failed);
         break;
     }
+    // Published after the stream is paused (or reading again), so /healthz never shows a stalled
+    // log with a stream that still reads.
+    {
+        std::lock_guard lock(health_mu);
+        log_state = h.state == log::log_state::ok        ? "ok"
+                    : h.state == log::log_state::stalled ? "stalled"
+                                                         : "failed";
+        log_problem = h.reason;
+    }
+    stats.log_state = static_cast<int>(h.state);
 }
 
 // ---- observing ----

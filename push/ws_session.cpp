@@ -272,18 +272,27 @@ void ws_session::error(error_code code, std::string_view message, std::string_vi
 }
 
 void ws_session::post_frames(std::vector<frame> frames) {
+    // Counted as queued from now, not from when this thread gets to them: a snapshot worker
+    // paces itself by this count and must not post again before its last chunk is seen.
+    std::size_t bytes = 0;
+    for (const auto& f : frames)
+        bytes += f.bytes();
+    flow_.queued += bytes;
     net::post(ws_.get_executor(),
               [self = shared_from_this(), frames = std::move(frames)]() mutable {
                   for (auto& f : frames)
-                      self->enqueue(std::move(f));
+                      self->enqueue(std::move(f), true);
               });
 }
 
-void ws_session::enqueue(frame f) {
-    if (closing_) return;
+void ws_session::enqueue(frame f, bool counted) {
     const auto bytes = f.bytes();
+    if (closing_) {
+        if (counted) flow_.queued -= bytes;
+        return;
+    }
     queue_.push_back(std::move(f));
-    flow_.queued += bytes;
+    if (!counted) flow_.queued += bytes;
     ctx_.stats.queued_bytes += static_cast<std::int64_t>(bytes);
     if (flow_.queued > ctx_.limits.send_budget_bytes) {
         // A slow consumer: cut it off before it grows our memory. Its TCP window is full, so a

@@ -61,7 +61,8 @@ private:
     bool take_token();
     void reply(std::string text);
     void error(protocol::error_code code, std::string_view message, std::string_view id = {});
-    void enqueue(frame f);
+    // `counted`: its bytes are in flow_.queued already (post_frames counts them when posting).
+    void enqueue(frame f, bool counted = false);
     void write();
     void on_write(beast::error_code ec, std::size_t bytes);
     void close(websocket::close_code code, std::string reason);

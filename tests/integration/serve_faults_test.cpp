@@ -516,6 +516,12 @@ TEST_F(faults_test, clients_that_stop_reading_cannot_hold_every_snapshot_worker)
             break;
         }
         ASSERT_TRUE(e) << "after " << rows << " rows, nothing";
+        // A client whose socket took the whole result after all (the kernel decides how much a
+        // receive buffer holds) has it; any other timed out.
+        if ((*e)["type"] == "ready") {
+            EXPECT_EQ(rows, 60000u);
+            continue;
+        }
         EXPECT_EQ((*e)["type"], "error") << e->dump() << " after " << rows << " rows";
         EXPECT_EQ((*e)["code"], "unavailable") << e->dump();
         EXPECT_EQ((*e)["message"].get<std::string>().find("SELECT"), std::string::npos);

@@ -4,8 +4,10 @@
 // only the client over them; another client connected meanwhile keeps receiving its events; and
 // SIGTERM closes every connection with 1001 and exits 0.
 
+#include <condition_variable>
 #include <csignal>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "tests/integration/serve_fixture.hpp"
@@ -471,6 +473,10 @@ TEST_F(serve_limits_test, slow_consumer_is_cut_off_and_the_others_get_every_row)
     // 12 MB in all: more than the kernel's socket buffers can hide from the budget.
     constexpr int batches = 120, per_batch = 50, rows = batches * per_batch;
     std::vector<long> got;
+    int received = 0; // under progress_mu
+    bool reader_done = false;
+    std::mutex progress_mu;
+    std::condition_variable progress;
     std::string unexpected;
     std::thread reader([&] {
         while (static_cast<int>(got.size()) < rows) {
@@ -481,11 +487,23 @@ TEST_F(serve_limits_test, slow_consumer_is_cut_off_and_the_others_get_every_row)
                 break;
             }
             got.push_back((*m)["row"]["id"].get<long>());
+            std::lock_guard lock(progress_mu);
+            ++received;
+            progress.notify_all();
         }
+        std::lock_guard lock(progress_mu);
+        reader_done = true;
+        progress.notify_all();
     });
     // Small transactions (about 100 kB of events each, under the budget): a client that reads
-    // keeps up; one that does not falls ever further behind.
+    // keeps up; one that does not falls ever further behind. The next transaction waits until
+    // the reading client has all but the last one, so a busy machine cannot make it fall behind
+    // the budget too.
     for (int b = 0; b < batches; ++b) {
+        {
+            std::unique_lock lock(progress_mu);
+            progress.wait(lock, [&] { return received >= (b - 1) * per_batch || reader_done; });
+        }
         const int from = 100001 + b * per_batch;
         pg().exec("INSERT INTO messages (id, room_id, sender_id, body) SELECT g, 1, 12, "
                   "repeat('x', 2000) FROM generate_series(" +
