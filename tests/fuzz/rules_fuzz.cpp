@@ -21,6 +21,7 @@
 #include "rules/matcher.hpp"
 #include "rules/parser.hpp"
 #include "rules/plan.hpp"
+#include "tests/support/like_oracle.hpp"
 
 using namespace pgpush::rules;
 
@@ -98,53 +99,6 @@ void evaluate_everywhere(const predicate& p) {
     m.remove(1);
 }
 
-// The backtracking LIKE matcher the linear one replaced: O(text * pattern) at worst, so only run
-// on short inputs.
-bool oracle_like(std::string_view t, std::string_view p) {
-    auto char_len = [](unsigned char c) -> std::size_t {
-        if (c < 0x80) return 1;
-        if ((c & 0xE0) == 0xC0) return 2;
-        if ((c & 0xF0) == 0xE0) return 3;
-        if ((c & 0xF8) == 0xF0) return 4;
-        return 1;
-    };
-    std::size_t ti = 0, pi = 0;
-    std::size_t star_p = std::string_view::npos, star_t = 0;
-    while (ti < t.size()) {
-        if (pi < p.size()) {
-            const char pc = p[pi];
-            if (pc == '%') {
-                star_p = ++pi;
-                star_t = ti;
-                continue;
-            }
-            if (pc == '_') {
-                ti += char_len(static_cast<unsigned char>(t[ti]));
-                ++pi;
-                continue;
-            }
-            std::size_t lit = pi;
-            if (pc == '\\') {
-                if (pi + 1 >= p.size()) return false;
-                lit = pi + 1;
-            }
-            const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
-            if (t.compare(ti, n, p.substr(lit, n)) == 0 && lit + n <= p.size()) {
-                ti += n;
-                pi = lit + n;
-                continue;
-            }
-        }
-        if (star_p == std::string_view::npos) return false;
-        star_t += char_len(static_cast<unsigned char>(t[star_t]));
-        ti = star_t;
-        pi = star_p;
-    }
-    while (pi < p.size() && p[pi] == '%')
-        ++pi;
-    return pi == p.size();
-}
-
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -181,7 +135,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (compiled.error() != like_pattern_error::none) {
             if (got) std::abort();
         } else if (pattern.size() <= 64 && subject.size() <= 512) {
-            if (got != oracle_like(subject, pattern)) std::abort();
+            if (got != pgpush::testing::oracle_like(subject, pattern)) std::abort();
         }
         break;
     }

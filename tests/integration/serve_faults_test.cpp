@@ -132,6 +132,26 @@ protected:
         }
     }
 
+    // Starts the engine under the fault shim (faults in its data directory, none yet); the
+    // control file is set_faults(control_, ...) from then on.
+    void launch_with_faults(std::vector<std::string> extra) {
+        if (control_.empty()) {
+            control_ = fs::temp_directory_path() /
+                       ("pgpush-faults-" + std::to_string(getpid()) + "-" +
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+            set_faults(control_, "");
+        }
+        prepare();
+        launch(default_rules(), {std::move(extra), fault_env(data_dir(), control_), {}, true});
+    }
+
+    void TearDown() override {
+        serve_test::TearDown();
+        if (!control_.empty()) fs::remove(control_);
+    }
+
+    fs::path control_;
+
     // Stops the engine and expects it to exit with `code`.
     void expect_exit(int code) {
         auto status = server_->wait(60s);
@@ -192,19 +212,14 @@ TEST_F(faults_test, sigterm_while_waiting_for_postgres_exits_cleanly) {
 
 TEST_F(faults_test, a_full_data_dir_pauses_the_stream_and_it_resumes_by_itself) {
     reset_data();
-    const fs::path control =
-        fs::temp_directory_path() / ("pgpush-faults-" + std::to_string(getpid()));
-    set_faults(control, "");
-    prepare();
-    launch(default_rules(),
-           {{"--status-interval", "100"}, fault_env(data_dir(), control), {}, true});
+    launch_with_faults({"--status-interval", "100"});
     auto c = connect(alice);
     subscribe_room1(*c, "s");
     insert_rows(1);
     ASSERT_EQ(inserts(*c, 1).first.size(), 1u);
     ASSERT_TRUE(eventually([&] { return slot_confirmed() >= wal_now() - 1024; }));
 
-    set_faults(control, "write=ENOSPC\n");
+    set_faults(control_, "write=ENOSPC\n");
     const auto before = wal_now();
     insert_rows(20);
     ASSERT_TRUE(eventually([&] { return healthz()["log"]["state"] == "stalled"; }))
@@ -228,7 +243,7 @@ TEST_F(faults_test, a_full_data_dir_pauses_the_stream_and_it_resumes_by_itself) 
     }
     ASSERT_FALSE(c->closed()) << "the connection must stay up while the disk is full";
 
-    set_faults(control, "");
+    set_faults(control_, "");
     auto rest = inserts(*c, 20 - ids.size(), 60s).first;
     ids.insert(ids.end(), rest.begin(), rest.end());
     EXPECT_EQ(ids.size(), 20u) << "every insert arrives once space returns";
@@ -237,38 +252,26 @@ TEST_F(faults_test, a_full_data_dir_pauses_the_stream_and_it_resumes_by_itself) 
     ASSERT_TRUE(eventually([&] { return healthz()["status"] == "ok"; })) << healthz().dump();
     EXPECT_TRUE(eventually([&] { return slot_confirmed() > before; }));
     EXPECT_GE(metric("pgpush_log_stalls_total"), 1);
-    fs::remove(control);
 }
 
 TEST_F(faults_test, no_descriptor_for_a_new_segment_stalls_the_log_then_it_carries_on) {
     reset_data();
-    const fs::path control =
-        fs::temp_directory_path() / ("pgpush-faults-emfile-" + std::to_string(getpid()));
-    set_faults(control, "");
-    prepare();
-    launch(default_rules(),
-           {{"--log-segment-bytes", "2048"}, fault_env(data_dir(), control), {}, true});
+    launch_with_faults({"--log-segment-bytes", "2048"});
     auto c = connect(alice);
     subscribe_room1(*c, "s");
-    set_faults(control, "open=EMFILE\n");
+    set_faults(control_, "open=EMFILE\n");
     insert_rows(30); // rolls segments: each roll opens a file
     ASSERT_TRUE(eventually([&] { return healthz()["log"]["state"] == "stalled"; }))
         << healthz().dump();
-    set_faults(control, "");
+    set_faults(control_, "");
     auto [ids, last] = inserts(*c, 30, 60s);
     EXPECT_EQ(ids.size(), 30u);
     ASSERT_TRUE(eventually([&] { return healthz()["status"] == "ok"; })) << healthz().dump();
-    fs::remove(control);
 }
 
 TEST_F(faults_test, a_failed_sync_stops_the_engine_without_confirming_and_a_restart_loses_nothing) {
     reset_data();
-    const fs::path control =
-        fs::temp_directory_path() / ("pgpush-faults-eio-" + std::to_string(getpid()));
-    set_faults(control, "");
-    prepare();
-    launch(default_rules(),
-           {{"--status-interval", "100"}, fault_env(data_dir(), control), {}, true});
+    launch_with_faults({"--status-interval", "100"});
     auto c = connect(alice);
     subscribe_room1(*c, "s");
     insert_rows(1);
@@ -277,7 +280,7 @@ TEST_F(faults_test, a_failed_sync_stops_the_engine_without_confirming_and_a_rest
     ASSERT_TRUE(eventually([&] { return slot_confirmed() >= wal_now() - 1024; }));
     const auto confirmed_before = slot_confirmed();
 
-    set_faults(control, "fdatasync=EIO\nfsync=EIO\n");
+    set_faults(control_, "fdatasync=EIO\nfsync=EIO\n");
     const auto before = wal_now();
     insert_rows(20);
     // A failed sync is final: the engine stops (exit 1) and says why.
@@ -292,9 +295,8 @@ TEST_F(faults_test, a_failed_sync_stops_the_engine_without_confirming_and_a_rest
 
     // Restarted on a healthy disk, the engine re-reads from the slot what was not confirmed: the
     // client resumes after what it had and gets the 20 inserts, each once.
-    set_faults(control, "");
-    launch(default_rules(),
-           {{"--status-interval", "100"}, fault_env(data_dir(), control), {}, true});
+    set_faults(control_, "");
+    launch_with_faults({"--status-interval", "100"});
     auto again = connect(alice);
     again->send(json{{"type", "subscribe"},
                      {"id", "s"},
@@ -304,7 +306,6 @@ TEST_F(faults_test, a_failed_sync_stops_the_engine_without_confirming_and_a_rest
     EXPECT_EQ(ids, range(first[0] + 1, first[0] + 20));
     auto m = again->next_of("ready");
     ASSERT_TRUE(m);
-    fs::remove(control);
 }
 
 // ---- the change log's files ----

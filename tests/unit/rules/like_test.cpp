@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/like_oracle.hpp"
+
 namespace pgpush::rules {
 namespace {
 
@@ -282,53 +284,6 @@ TEST(like_match, adversarial_patterns_at_the_cap) {
     EXPECT_FALSE(like_match(as, gaps + "b"));
 }
 
-// The matcher this one replaced (backtracking to the last '%', O(text * pattern) at worst): the
-// oracle for random patterns and texts, malformed UTF-8 included.
-bool oracle_like(std::string_view t, std::string_view p) {
-    auto char_len = [](unsigned char c) -> std::size_t {
-        if (c < 0x80) return 1;
-        if ((c & 0xE0) == 0xC0) return 2;
-        if ((c & 0xF0) == 0xE0) return 3;
-        if ((c & 0xF8) == 0xF0) return 4;
-        return 1;
-    };
-    std::size_t ti = 0, pi = 0;
-    std::size_t star_p = std::string_view::npos, star_t = 0;
-    while (ti < t.size()) {
-        if (pi < p.size()) {
-            const char pc = p[pi];
-            if (pc == '%') {
-                star_p = ++pi;
-                star_t = ti;
-                continue;
-            }
-            if (pc == '_') {
-                ti += char_len(static_cast<unsigned char>(t[ti]));
-                ++pi;
-                continue;
-            }
-            std::size_t lit = pi;
-            if (pc == '\\') {
-                if (pi + 1 >= p.size()) return false;
-                lit = pi + 1;
-            }
-            const std::size_t n = char_len(static_cast<unsigned char>(p[lit]));
-            if (t.compare(ti, n, p.substr(lit, n)) == 0 && lit + n <= p.size()) {
-                ti += n;
-                pi = lit + n;
-                continue;
-            }
-        }
-        if (star_p == std::string_view::npos) return false;
-        star_t += char_len(static_cast<unsigned char>(t[star_t]));
-        ti = star_t;
-        pi = star_p;
-    }
-    while (pi < p.size() && p[pi] == '%')
-        ++pi;
-    return pi == p.size();
-}
-
 TEST(like_match, agrees_with_the_backtracking_matcher_on_random_patterns_and_texts) {
     const unsigned seed = std::random_device{}();
     SCOPED_TRACE("seed " + std::to_string(seed));
@@ -365,7 +320,7 @@ TEST(like_match, agrees_with_the_backtracking_matcher_on_random_patterns_and_tex
             t += text_parts[pick(std::size(text_parts))];
         for (std::size_t k = pick(8); k > 0; --k)
             p += pattern_parts[pick(std::size(pattern_parts))];
-        const bool expected = oracle_like(t, p);
+        const bool expected = pgpush::testing::oracle_like(t, p);
         if (like_match(t, p) != expected) {
             ADD_FAILURE() << "'" << t << "' LIKE '" << p << "': expected " << expected;
             ++mismatches;
@@ -404,7 +359,7 @@ TEST(like_match, agrees_with_the_backtracking_matcher_on_long_segments) {
             }
         }
         if (pick(4)) p += "%";
-        const bool expected = oracle_like(t, p);
+        const bool expected = pgpush::testing::oracle_like(t, p);
         matched += expected;
         if (like_match(t, p) != expected) {
             ADD_FAILURE() << "'" << t << "' LIKE '" << p << "': expected " << expected;
