@@ -1,6 +1,7 @@
 #include "main/check_command.hpp"
 
 #include <cstdio>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -45,9 +46,8 @@ int run_check(const check_options& o) {
     if (!loaded.errors.empty()) return report(loaded.errors, o.file);
 
     if (!o.db.empty()) {
-        std::vector<std::string> tables;
-        for (const auto& [name, rule] : loaded.rules->tables())
-            tables.push_back(name);
+        // The tables of the rules and those lookups read.
+        const std::vector<std::string> tables = rules::streamed_tables(*loaded.rules);
         rules::schema_map schema;
         try {
             cdc::type_catalog types;
@@ -70,9 +70,12 @@ int run_check(const check_options& o) {
         auto checked = rules::load_rules(text, &schema);
         if (!checked.errors.empty()) return report(checked.errors, o.file);
     }
-    std::printf("%s: ok (%zu table(s), %zu channel(s)%s)\n", o.file.c_str(),
+    const std::size_t lookups = loaded.rules->lookups().size();
+    const std::string lookup_count =
+        lookups ? ", " + std::to_string(lookups) + " lookup(s)" : std::string();
+    std::printf("%s: ok (%zu table(s), %zu channel(s)%s%s)\n", o.file.c_str(),
                 loaded.rules->tables().size(), loaded.rules->channels().size(),
-                o.db.empty() ? "" : ", checked against the database");
+                lookup_count.c_str(), o.db.empty() ? "" : ", checked against the database");
     return 0;
 }
 

@@ -11,6 +11,8 @@
 
 namespace pgpush::rules {
 
+struct lookup_rule;
+
 // Where in the source text something is (0-based byte offset), for error messages.
 using source_offset = std::size_t;
 
@@ -28,6 +30,7 @@ enum class ref_space : std::uint8_t {
     old,     // old.x: the row before an update
     auth,    // auth.x: a JWT claim (nested paths allowed)
     payload, // payload.x: a NOTIFY payload's JSON field (nested paths allowed)
+    lookup,  // lookup.x: a named lookup's result for the subscriber (rules.yaml lookups:)
 };
 
 std::string_view to_string(ref_space s);
@@ -65,8 +68,11 @@ struct expr {
     source_offset offset = 0;
     struct literal lit;
     ref_space space = ref_space::column;
-    std::vector<std::string> path; // ref: column name, or claim/payload path
-    int param = 0;                 // 1-based
+    std::vector<std::string> path; // ref: column name, claim/payload path, or lookup name
+    // lookup refs: the lookup named, set by the loader once every lookup is known (it lives in
+    // the same rule_set as the expression); null in an expression parsed on its own.
+    const lookup_rule* lookup = nullptr;
+    int param = 0; // 1-based
     compare_op op = compare_op::eq;
     bool negated = false; // NOT IN, IS NOT NULL, NOT LIKE, NOT BETWEEN
     std::vector<std::unique_ptr<expr>> args;

@@ -6,6 +6,7 @@
 
 #include "rules/like.hpp"
 #include "rules/parser.hpp"
+#include "rules/plan.hpp"
 #include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
@@ -22,6 +23,20 @@ const table_rule* rule_set::table(std::string_view qualified) const {
 const channel_rule* rule_set::channel(std::string_view name) const {
     auto it = channels_.find(name);
     return it == channels_.end() ? nullptr : &it->second;
+}
+
+const lookup_rule* rule_set::lookup(std::string_view name) const {
+    auto it = lookups_.find(name);
+    return it == lookups_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> streamed_tables(const rule_set& rules) {
+    std::set<std::string> names;
+    for (const auto& [name, rule] : rules.tables())
+        names.insert(name);
+    for (const auto& [name, lookup] : rules.lookups())
+        names.insert(lookup.table);
+    return {names.begin(), names.end()};
 }
 
 std::string format(const diagnostic& d, std::string_view file) {
@@ -100,7 +115,14 @@ public:
             error(root.Mark(), "expected a mapping with tables: and channels:");
             return finish(nullptr);
         }
-        for (const auto& [key, value] : entries(root, {"version", "tables", "channels"})) {
+        set_ = set.get();
+        const auto top = entries(root, {"version", "lookups", "tables", "channels"});
+        // Lookups first, wherever they are in the file: the expressions of tables and channels
+        // refer to them.
+        for (const auto& [key, value] : top) {
+            if (key == "lookups") load_lookups(value, *set);
+        }
+        for (const auto& [key, value] : top) {
             if (key == "version") {
                 if (!value.IsScalar() || value.Scalar() != "1") {
                     error(value.Mark(), "version must be 1");
@@ -316,26 +338,46 @@ private:
         errors_.push_back({line, column, std::move(message)});
     }
 
-    void check_refs(const expr& e, const YAML::Node& n, std::string_view key,
-                    allowed_refs allowed) {
+    // Checks the namespaces an expression uses, and points its lookup refs at their lookups.
+    // A lookup is usable wherever claims are.
+    void check_refs(expr& e, const YAML::Node& n, std::string_view key, allowed_refs allowed) {
         if (e.type == expr::kind::ref) {
             bool ok = (e.space == ref_space::row && allowed.row) ||
                       (e.space == ref_space::old && allowed.old) ||
                       (e.space == ref_space::auth && allowed.auth) ||
+                      (e.space == ref_space::lookup && allowed.auth) ||
                       (e.space == ref_space::payload && allowed.payload);
             if (!ok) {
                 std::string can;
                 if (allowed.row) can += " row.*";
                 if (allowed.old) can += " old.*";
-                if (allowed.auth) can += " auth.*";
+                if (allowed.auth) can += " auth.* lookup.*";
                 if (allowed.payload) can += " payload.*";
                 error_at(n, e.offset,
                          std::string(key) + ": " + std::string(to_string(e.space)) +
                              ".* cannot be used here (only" + can + ")");
+            } else if (e.space == ref_space::lookup) {
+                resolve_lookup(e, n, key);
             }
         }
         for (const auto& a : e.args)
             check_refs(*a, n, key, allowed);
+    }
+
+    void resolve_lookup(expr& e, const YAML::Node& n, std::string_view key) {
+        const std::string& name = e.path.front();
+        if (const lookup_rule* l = set_->lookup(name)) {
+            e.lookup = l;
+            return;
+        }
+        if (declared_lookups_.count(name)) return; // its own errors are reported
+        std::string known;
+        for (const auto& d : declared_lookups_)
+            known += (known.empty() ? "" : ", ") + d;
+        error_at(n, e.offset,
+                 std::string(key) + ": lookup." + name + " is not defined" +
+                     (known.empty() ? " (there is no lookups: section)"
+                                    : " (lookups: has " + known + ")"));
     }
 
     void load_tables(const YAML::Node& tables, rule_set& set) {
@@ -436,6 +478,8 @@ private:
 
     // With a live schema: bind the expression against it (claims all NULL) so unknown columns
     // and literals of the wrong type show up now rather than at the first subscription.
+    // Lookups are not known when checking (they bind as missing claims), but their output
+    // column's type is: `row.x in lookup.l` needs x and that column to compare.
     void check_types(const expr* e, const YAML::Node& n, const table_schema* live, bool old) {
         if (e == nullptr || !schema_) return;
         static const nlohmann::json no_claims = nlohmann::json::object();
@@ -443,13 +487,47 @@ private:
         ctx.table = live;
         ctx.claims = &no_claims;
         ctx.allow_old = old;
+        ctx.lookups = [](const lookup_rule&) -> const nlohmann::json* { return nullptr; };
         if (live == nullptr && uses_row(*e)) return; // the table itself was reported
         try {
             const expr* one[] = {e};
             predicate::bind(one, ctx);
         } catch (const bind_error& be) {
             error_at(n, be.offset, be.what());
+            return;
         }
+        if (live) check_lookup_families(*e, n, *live);
+    }
+
+    void check_lookup_families(const expr& e, const YAML::Node& n, const table_schema& live) {
+        if (e.type == expr::kind::in) {
+            const expr& x = *e.args[0];
+            const expr& l = *e.args[1];
+            auto out = l.type == expr::kind::ref && l.space == ref_space::lookup
+                           ? lookup_outputs_.find(l.path.front())
+                           : lookup_outputs_.end();
+            const bool column = x.type == expr::kind::ref &&
+                                (x.space == ref_space::row || x.space == ref_space::old);
+            if (out != lookup_outputs_.end() && column) {
+                if (auto pos = live.find(x.path.back())) {
+                    const column_info& c = live.columns[*pos];
+                    if (!comparable_families(out->second.family, c.family)) {
+                        error_at(n, e.offset,
+                                 "lookup." + l.path.front() + " yields " +
+                                     family_name(out->second) + " values; " + to_string(x) +
+                                     " is " + family_name(c));
+                    }
+                }
+            }
+        }
+        for (const auto& a : e.args)
+            check_lookup_families(*a, n, live);
+    }
+
+    // A column's kind for messages: its family ("integer", "text", ...), or its type for the
+    // types compared by their text only.
+    static std::string family_name(const column_info& c) {
+        return c.family == column_family::other ? c.type_name : std::string(to_string(c.family));
     }
 
     static bool uses_row(const expr& e) {
@@ -457,6 +535,249 @@ private:
             return true;
         return std::any_of(e.args.begin(), e.args.end(),
                            [](const auto& a) { return uses_row(*a); });
+    }
+
+    static YAML::Mark key_mark(const YAML::Node& map, const std::string& key) {
+        for (auto it = map.begin(); it != map.end(); ++it) {
+            const YAML::Node k = it->first;
+            if (k.IsScalar() && k.Scalar() == key) return k.Mark();
+        }
+        return map.Mark();
+    }
+
+    static bool lookup_name(std::string_view name) {
+        if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
+        return std::all_of(name.begin(), name.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    }
+
+    void load_lookups(const YAML::Node& lookups, rule_set& set) {
+        if (lookups.IsNull()) return;
+        if (!lookups.IsMap()) {
+            error(lookups.Mark(), "lookups: must map lookup names to their queries");
+            return;
+        }
+        for (const auto& [name, body] : entries(lookups, {}, true)) {
+            if (!lookup_name(name)) {
+                error(body.Mark(), "lookup names are lower-case letters, digits and _, not "
+                                   "starting with a digit: '" +
+                                       name + "'");
+                continue;
+            }
+            declared_lookups_.insert(name);
+            if (!body.IsScalar()) {
+                // A missing value (`l:`) has no place of its own: point at its name.
+                error(body.IsNull() ? key_mark(lookups, name) : body.Mark(),
+                      "lookup " + name +
+                          " must be a query string: SELECT <column> FROM <table> "
+                          "WHERE <column> = auth.<claim>");
+                continue;
+            }
+            lookup_rule rule;
+            rule.name = name;
+            rule.line = static_cast<std::size_t>(body.Mark().line) + 1;
+            if (load_lookup(body, rule)) set.lookups_.emplace(name, std::move(rule));
+        }
+    }
+
+    // Splits a WHERE into its top-level conjuncts: (a AND b) AND c is a, b, c.
+    static void conjuncts(expr_ptr e, std::vector<expr_ptr>& out) {
+        if (e->type == expr::kind::and_) {
+            for (auto& a : e->args)
+                conjuncts(std::move(a), out);
+            return;
+        }
+        out.push_back(std::move(e));
+    }
+
+    static bool is_column(const expr& e) {
+        return e.type == expr::kind::ref && e.space == ref_space::column;
+    }
+    static bool is_claim(const expr& e) {
+        return e.type == expr::kind::ref && e.space == ref_space::auth;
+    }
+
+    // A conjunct besides the correlation reads the lookup table's columns and literals only.
+    void check_lookup_filter(const expr& e, const YAML::Node& n, const std::string& key,
+                             const select_query& q) {
+        if (e.type == expr::kind::ref) {
+            switch (e.space) {
+            case ref_space::column:
+                if (e.path.size() == 2 && e.path[0] != q.table) {
+                    error_at(n, e.offset,
+                             key + ": '" + e.path[0] + "' is not the lookup's table (" + q.table +
+                                 ")");
+                }
+                break;
+            case ref_space::auth:
+                error_at(n, e.offset,
+                         key + ": " + to_string(e) +
+                             " can only be used in the lookup's one `column = auth.claim`");
+                break;
+            case ref_space::lookup:
+                error_at(n, e.offset,
+                         key + ": a lookup cannot use another lookup (" + to_string(e) + ")");
+                break;
+            case ref_space::row:
+            case ref_space::old:
+            case ref_space::payload:
+                error_at(n, e.offset,
+                         key + ": " + std::string(to_string(e.space)) +
+                             ".* cannot be used in a lookup: name the columns of " + q.table +
+                             " by themselves");
+                break;
+            }
+        }
+        if (e.type == expr::kind::in && e.args[1]->type == expr::kind::ref &&
+            e.args[1]->space == ref_space::column) {
+            error_at(n, e.args[1]->offset, key + ": IN needs a list (a, b, ...) here");
+        }
+        for (const auto& a : e.args)
+            check_lookup_filter(*a, n, key, q);
+    }
+
+    // Parses and checks one lookup's query into `rule`; false (having said why) if unusable.
+    bool load_lookup(const YAML::Node& n, lookup_rule& rule) {
+        const std::string key = "lookup " + rule.name;
+        const std::string& text = n.Scalar();
+        const auto before = errors_.size();
+        select_query q;
+        try {
+            q = parse_lookup_query(text);
+        } catch (const parse_error& pe) {
+            error_at(n, pe.offset, key + ": " + pe.what());
+            return false;
+        }
+        if (q.star) {
+            error_at(n, q.star_offset, key + ": a lookup selects one column, not *");
+        } else if (q.columns.size() != 1) {
+            error_at(n, q.column_offsets[1],
+                     key + ": a lookup selects one column (its values are the lookup's result)");
+        }
+        rule.table = (q.schema.empty() ? "public" : q.schema) + "." + q.table;
+        const std::string no_correlation =
+            key + ": a lookup needs exactly one `column = auth.claim` to find a subscriber's rows";
+        if (!q.where) {
+            error_at(n, text.size(), no_correlation);
+            return false;
+        }
+        const source_offset where_at = q.where->offset;
+        if (q.where->type == expr::kind::or_) {
+            error_at(n, where_at,
+                     key + ": OR cannot be indexed: a lookup's WHERE is `column = auth.claim` "
+                           "AND other conditions");
+            return false;
+        }
+        std::vector<expr_ptr> parts;
+        conjuncts(std::move(q.where), parts);
+        const expr* key_expr = nullptr;
+        std::vector<expr_ptr> rest;
+        for (auto& c : parts) {
+            if (c->type == expr::kind::compare && c->args.size() == 2) {
+                const expr& a = *c->args[0];
+                const expr& b = *c->args[1];
+                const expr* column = is_column(a) && is_claim(b)   ? &a
+                                     : is_column(b) && is_claim(a) ? &b
+                                                                   : nullptr;
+                if (column) {
+                    const expr& claim = column == &a ? b : a;
+                    if (c->op != compare_op::eq) {
+                        error_at(n, c->offset,
+                                 key + ": " + to_string(*c) + " cannot be indexed: only `=`");
+                    } else if (key_expr) {
+                        error_at(n, c->offset,
+                                 key + ": a lookup has exactly one `column = auth.claim`; " +
+                                     to_string(*c) + " is a second one");
+                    } else {
+                        if (column->path.size() == 2 && column->path[0] != q.table) {
+                            error_at(n, column->offset,
+                                     key + ": '" + column->path[0] +
+                                         "' is not the lookup's table (" + q.table + ")");
+                        }
+                        key_expr = column;
+                        rule.key_column = column->path.back();
+                        rule.claim_path = claim.path;
+                    }
+                    continue;
+                }
+            }
+            check_lookup_filter(*c, n, key, q);
+            check_condition(*c, n, key);
+            rest.push_back(std::move(c));
+        }
+        if (key_expr == nullptr && errors_.size() == before) error_at(n, where_at, no_correlation);
+        if (errors_.size() != before) return false;
+
+        rule.output = q.columns[0];
+        if (rest.size() == 1) {
+            rule.filter = std::move(rest[0]);
+        } else if (rest.size() > 1) {
+            rule.filter = std::make_unique<expr>();
+            rule.filter->type = expr::kind::and_;
+            rule.filter->offset = rest[0]->offset;
+            rule.filter->args = std::move(rest);
+        }
+        auto use = [&](const std::string& column) {
+            if (std::find(rule.columns.begin(), rule.columns.end(), column) == rule.columns.end())
+                rule.columns.push_back(column);
+        };
+        use(rule.key_column);
+        use(rule.output);
+        if (rule.filter) for_each_column(*rule.filter, use);
+
+        if (schema_)
+            check_lookup_schema(n, rule, key, q.table_offset, q.column_offsets[0],
+                                key_expr->offset);
+        return errors_.size() == before;
+    }
+
+    template <typename F>
+    static void for_each_column(const expr& e, F& f) {
+        if (is_column(e)) f(e.path.back());
+        for (const auto& a : e.args)
+            for_each_column(*a, f);
+    }
+
+    // With a live schema: the table and columns exist, the key can meet a claim, the filter's
+    // literals fit their columns. Remembers the output column for `x in lookup.name` checks.
+    void check_lookup_schema(const YAML::Node& n, const lookup_rule& rule, const std::string& key,
+                             source_offset table_at, source_offset output_at,
+                             source_offset key_at) {
+        auto it = schema_->find(rule.table);
+        if (it == schema_->end()) {
+            error_at(n, table_at,
+                     key + ": table " + rule.table + " does not exist in the database");
+            return;
+        }
+        const table_schema& live = it->second;
+        const auto output = live.find(rule.output);
+        if (!output) {
+            error_at(n, output_at,
+                     key + ": column " + rule.output + " does not exist in " + rule.table);
+        } else {
+            lookup_outputs_.emplace(rule.name, live.columns[*output]);
+        }
+        if (const auto k = live.find(rule.key_column); !k) {
+            error_at(n, key_at,
+                     key + ": column " + rule.key_column + " does not exist in " + rule.table);
+        } else if (const column_info& c = live.columns[*k]; !claim_comparable(c)) {
+            error_at(n, key_at,
+                     key + ": column " + rule.key_column + " is " + c.type_name +
+                         ": a claim cannot be compared with it");
+        }
+        try {
+            bind_lookup_filter(rule, live);
+        } catch (const bind_error& be) {
+            error_at(n, be.offset, key + ": " + be.what());
+        }
+    }
+
+    // json, jsonb and arrays have no equality with a claim's value (a scalar).
+    static bool claim_comparable(const column_info& c) {
+        if (c.family != column_family::other) return true;
+        const std::string_view t = c.type_name;
+        return t != "json" && t != "jsonb" && !t.starts_with('_') && !t.ends_with("[]");
     }
 
     void load_channels(const YAML::Node& channels, rule_set& set) {
@@ -496,6 +817,9 @@ private:
     const schema_map* schema_;
     std::string_view source_;
     std::vector<diagnostic> errors_;
+    rule_set* set_ = nullptr;
+    std::set<std::string> declared_lookups_;            // every name under lookups:, loaded or not
+    std::map<std::string, column_info> lookup_outputs_; // with a schema: each output column
 };
 
 load_result load_rules(std::string_view yaml, const schema_map* schema) {

@@ -18,6 +18,8 @@ std::string_view to_string(ref_space s) {
         return "auth";
     case ref_space::payload:
         return "payload";
+    case ref_space::lookup:
+        return "lookup";
     }
     return "?";
 }
@@ -398,13 +400,15 @@ private:
     expr_ptr in_list() {
         const token& t = peek();
         if (t.type == tok::lparen || t.type == tok::lbracket) {
-            if (t.type == tok::lbracket && d_ == dialect::sql)
+            if (t.type == tok::lbracket && d_ != dialect::rules)
                 fail(t, "lists are written (a, b) in SQL");
             if (t.type == tok::lparen && at_keyword("select", 1))
                 fail(peek(1), "subqueries are not supported");
             return list(t.type == tok::lparen ? tok::rparen : tok::rbracket);
         }
-        if (d_ == dialect::rules && t.type == tok::ident) return operand();
+        // rules: an array claim or a lookup; lookup queries: parsed so that the loader can say
+        // why auth.* or lookup.* cannot be used there.
+        if (d_ != dialect::sql && t.type == tok::ident) return operand();
         unexpected(t, d_ == dialect::sql ? "a list (a, b, ...) after IN"
                                          : "a list or a claim after IN");
     }
@@ -485,7 +489,7 @@ private:
             return e;
         }
         case tok::lbracket:
-            if (d_ == dialect::sql) fail(t, "'[' is not SQL: lists are written (a, b)");
+            if (d_ != dialect::rules) fail(t, "'[' is not SQL: lists are written (a, b)");
             --pos_;
             return list(tok::rbracket);
         case tok::ident:
@@ -522,7 +526,14 @@ private:
             }
         }
         auto e = make(expr::kind::ref, t.offset);
-        if (d_ == dialect::sql) {
+        // A lookup query is SQL with namespaced names beside its columns: auth.x in its
+        // correlation, and the others parsed so that the loader can refuse them by name.
+        const bool namespaced =
+            !quoted &&
+            (word == "row" || word == "old" || word == "auth" || word == "payload" ||
+             word == "lookup") &&
+            (peek().type == tok::dot || (word == "auth" && peek().type == tok::lbracket));
+        if (d_ == dialect::sql || (d_ == dialect::lookup && !namespaced)) {
             e->space = ref_space::column;
             e->path.push_back(word);
             if (peek().type == tok::dot) { // table.column
@@ -546,6 +557,17 @@ private:
             e->space = ref_space::auth;
         } else if (word == "payload") {
             e->space = ref_space::payload;
+        } else if (word == "lookup") {
+            e->space = ref_space::lookup;
+            if (peek().type != tok::dot || peek(1).type != tok::ident)
+                fail(t, "a lookup is named lookup.name");
+            next();
+            e->path.push_back(next().text);
+            if (peek().type == tok::dot || peek().type == tok::lbracket) {
+                fail(peek(), "lookup." + e->path[0] +
+                                 " is a list of values: it has no fields (use it after IN)");
+            }
+            return e;
         } else {
             fail(t, "unknown name '" + t.text + "': write row." + t.text + ", old." + t.text +
                         ", auth." + t.text + " or payload." + t.text);
@@ -662,7 +684,8 @@ namespace {
     const std::string w = lower(t.text);
     if (t.type == tok::comma || w == "join" || w == "inner" || w == "left" || w == "right" ||
         w == "full" || w == "cross" || w == "natural" || w == "using") {
-        p.fail(t, "joins are not supported: subscribe to one table");
+        p.fail(t, p.lang() == dialect::lookup ? "joins are not supported: a lookup reads one table"
+                                              : "joins are not supported: subscribe to one table");
     }
     if (w == "order")
         p.fail(t, "ORDER BY is not supported: the result is a set; sort on the client");
@@ -678,22 +701,23 @@ namespace {
     p.unexpected(t, "WHERE or the end of the query");
 }
 
-} // namespace
-
-select_query parse_select(std::string_view sql) {
-    parser p(sql, dialect::sql);
+// SELECT ... FROM ... [WHERE ...] in `p`'s dialect: sql (subscriptions) or lookup (rules.yaml
+// lookups:, whose WHERE also names auth.*).
+select_query parse_select_in(parser& p) {
+    const bool lookup = p.lang() == dialect::lookup;
     select_query q;
     std::vector<std::pair<std::string, source_offset>> qualifiers; // the t of t.column
     if (!p.accept_keyword("select")) {
         const token& t = p.peek();
         if (t.type == tok::end) p.fail(t, "empty query");
+        if (lookup) p.fail(t, "a lookup is a query: SELECT <column> FROM <table> WHERE ...");
         p.fail(t, "only SELECT queries can be subscribed to");
     }
     if (p.at_keyword("distinct") || p.at_keyword("all")) {
         p.fail(p.peek(), "SELECT " + p.peek().text + " is not supported");
     }
     if (p.peek().type == tok::star) {
-        p.next();
+        q.star_offset = p.next().offset;
         q.star = true;
     } else {
         while (true) {
@@ -763,6 +787,18 @@ select_query parse_select(std::string_view sql) {
         }
     }
     return q;
+}
+
+} // namespace
+
+select_query parse_select(std::string_view sql) {
+    parser p(sql, dialect::sql);
+    return parse_select_in(p);
+}
+
+select_query parse_lookup_query(std::string_view text) {
+    parser p(text, dialect::lookup);
+    return parse_select_in(p);
 }
 
 } // namespace pgpush::rules

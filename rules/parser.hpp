@@ -21,8 +21,11 @@
 namespace pgpush::rules {
 
 enum class dialect : std::uint8_t {
-    rules, // namespaced refs (row.x, auth.x, ...), "double" or 'single' quoted strings, [lists]
-    sql,   // bare (or "quoted") column names, 'strings', (lists), $N parameters
+    rules,  // namespaced refs (row.x, auth.x, ...), "double" or 'single' quoted strings, [lists]
+    sql,    // bare (or "quoted") column names, 'strings', (lists), $N parameters
+    lookup, // rules.yaml lookups: SQL as above without $N, plus namespaced names (auth.x, with
+            // nested paths as in rules; row.x, old.x, payload.x and lookup.x are parsed so that
+            // the loader can refuse them by name)
 };
 
 // Parses a whole expression; throws parse_error.
@@ -33,6 +36,7 @@ struct select_query {
     std::string table;
     source_offset table_offset = 0;
     bool star = false;
+    source_offset star_offset = 0;
     std::vector<std::string> columns; // in the order written; empty with *
     std::vector<source_offset> column_offsets;
     expr_ptr where; // null when there is no WHERE
@@ -42,5 +46,10 @@ struct select_query {
 // Parses `SELECT <*|col, ...> FROM [schema.]table [WHERE <predicate>]`; throws parse_error
 // naming what is unsupported (joins, functions, subqueries, ORDER BY, LIMIT, ...).
 select_query parse_select(std::string_view sql);
+
+// Parses a rules.yaml lookup, `SELECT <column> FROM [schema.]table WHERE <predicate>`, in the
+// lookup dialect; what makes a lookup usable (one column, one `column = auth.claim`) is the
+// loader's to check. Throws parse_error.
+select_query parse_lookup_query(std::string_view text);
 
 } // namespace pgpush::rules

@@ -32,20 +32,52 @@ std::string at(source_offset offset) {
     return " (at character " + std::to_string(offset + 1) + ")";
 }
 
-// Columns the query's WHERE reads (bare or table-qualified).
-void where_columns(const expr& e, std::vector<std::pair<std::string, source_offset>>& out) {
-    if (e.type == expr::kind::ref && e.space == ref_space::column) {
-        out.emplace_back(e.path.back(), e.offset);
-    }
+// Column refs of the query's WHERE (bare or table-qualified).
+void where_columns(const expr& e, std::vector<const expr*>& out) {
+    if (e.type == expr::kind::ref && e.space == ref_space::column) out.push_back(&e);
     for (const auto& a : e.args)
         where_columns(*a, out);
 }
 
+// Asks the engine for each lookup's result once per plan (so allow, rows and updates see the
+// same one) and remembers which were read.
+class lookup_reader {
+public:
+    explicit lookup_reader(const lookup_resolver& engine) : engine_(engine) {}
+    lookup_reader(const lookup_reader&) = delete;
+    lookup_reader& operator=(const lookup_reader&) = delete;
+
+    lookup_resolver resolver() {
+        return [this](const lookup_rule& l) { return get(l); };
+    }
+    std::vector<const lookup_rule*> read() const {
+        std::vector<const lookup_rule*> out;
+        for (const auto& r : read_)
+            out.push_back(r.first);
+        return out;
+    }
+
+private:
+    const nlohmann::json* get(const lookup_rule& l) {
+        for (const auto& [rule, result] : read_) {
+            if (rule == &l) return result;
+        }
+        const nlohmann::json* result = engine_ ? engine_(l) : nullptr;
+        read_.emplace_back(&l, result);
+        return result;
+    }
+
+    const lookup_resolver& engine_;
+    std::vector<std::pair<const lookup_rule*, const nlohmann::json*>> read_;
+};
+
 // Runs a claims-only expression (allow:) for these claims.
-std::optional<tri> allowed(const expr* allow, const nlohmann::json& claims) {
+std::optional<tri> allowed(const expr* allow, const nlohmann::json& claims,
+                           const lookup_resolver& lookups) {
     if (allow == nullptr) return tri::true_;
     bind_context ctx;
     ctx.claims = &claims;
+    ctx.lookups = lookups;
     const expr* one[] = {allow};
     auto p = predicate::bind(one, ctx);
     return p->evaluate({});
@@ -55,7 +87,7 @@ std::optional<tri> allowed(const expr* allow, const nlohmann::json& claims) {
 
 std::variant<subscription_plan, plan_error>
 plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
-                  const schema_lookup& schema_of) {
+                  const schema_lookup& schema_of, const lookup_resolver& lookups) {
     static const nlohmann::json no_claims = nlohmann::json::object();
     const nlohmann::json& claims = request.claims ? *request.claims : no_claims;
 
@@ -72,8 +104,9 @@ plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_
     if (rule == nullptr || schema == nullptr) {
         return error(plan_error_code::unknown_table, "table " + table + " does not exist");
     }
+    lookup_reader reader(lookups);
     try {
-        if (allowed(rule->allow.get(), claims) != tri::true_) {
+        if (allowed(rule->allow.get(), claims, reader.resolver()) != tri::true_) {
             return error(plan_error_code::forbidden, "not allowed to subscribe to " + table);
         }
     } catch (const bind_error& e) {
@@ -117,14 +150,24 @@ plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_
     if (plan.columns.empty()) {
         return error(plan_error_code::forbidden, "no column of " + table + " is available");
     }
-    // Filtering on a column one may not see would reveal it row by row.
+    // Filtering on a column one may not see would reveal it row by row. A name qualified by
+    // something other than the table (other.x, and so lookup.x or auth.x: rules.yaml's names
+    // mean nothing in a query) is unknown, whether or not the column would be visible.
     if (q.where) {
-        std::vector<std::pair<std::string, source_offset>> used;
+        std::vector<const expr*> used;
         where_columns(*q.where, used);
-        for (const auto& [c, offset] : used) {
-            if (!visible(c)) {
-                return error(plan_error_code::forbidden,
-                             "column " + c + " of " + table + " is not available" + at(offset));
+        for (const expr* c : used) {
+            if (c->path.size() == 2 && c->path[0] != q.table) {
+                return error(plan_error_code::unknown_column,
+                             "'" + c->path[0] + "' is not the table being queried (" + q.table +
+                                 ")" + at(c->offset));
+            }
+        }
+        for (const expr* c : used) {
+            if (!visible(c->path.back())) {
+                return error(plan_error_code::forbidden, "column " + c->path.back() + " of " +
+                                                             table + " is not available" +
+                                                             at(c->offset));
             }
         }
     }
@@ -148,6 +191,7 @@ plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_
     }
     try {
         // The rule's rows: the operator's text, not the client's; its errors are not the client's.
+        ctx.lookups = reader.resolver();
         const expr* conjuncts[] = {q.where.get(), rule->rows.get()};
         plan.filter = predicate::bind(conjuncts, ctx);
         if (rule->updates) {
@@ -161,33 +205,47 @@ plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_
                                                      " do not fit its columns (" + e.what() +
                                                      "): nothing is served until they are fixed");
     }
+    plan.lookups = reader.read();
     return plan;
 }
 
 std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const rule_set>& rules,
                                                   std::string_view channel,
-                                                  const nlohmann::json& claims) {
+                                                  const nlohmann::json& claims,
+                                                  const lookup_resolver& lookups) {
     const channel_rule* rule = rules->channel(channel);
     const auto denied =
         error(plan_error_code::forbidden, "not allowed to listen on " + std::string(channel));
     // Like tables: an unlisted channel is indistinguishable from one nobody may use.
     if (rule == nullptr) return denied;
     listen_plan plan;
+    lookup_reader reader(lookups);
     try {
-        if (allowed(rule->allow.get(), claims) != tri::true_) return denied;
+        if (allowed(rule->allow.get(), claims, reader.resolver()) != tri::true_) return denied;
         plan.rules = rules;
         plan.rule = rule;
         if (rule->filter) {
             bind_context ctx;
             ctx.claims = &claims;
             ctx.allow_payload = true;
+            ctx.lookups = reader.resolver();
             const expr* one[] = {rule->filter.get()};
             plan.filter = predicate::bind(one, ctx);
         }
     } catch (const bind_error&) {
         return denied; // a rule that cannot be evaluated denies (the loader reports it)
     }
+    plan.lookups = reader.read();
     return plan;
+}
+
+std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
+                                                    const table_schema& lookup_table) {
+    if (!lookup.filter) return nullptr;
+    bind_context ctx;
+    ctx.table = &lookup_table; // columns only: no claims, no lookups, no payload
+    const expr* one[] = {lookup.filter.get()};
+    return predicate::bind(one, ctx);
 }
 
 } // namespace pgpush::rules

@@ -41,6 +41,9 @@ struct subscription_plan {
     std::vector<std::string> column_names; // same order
     std::unique_ptr<const predicate> filter;
     std::unique_ptr<const predicate> updates; // null: every update of a visible row
+    // The lookups the plan read (allow, rows, updates), distinct, in the order first read: the
+    // engine plans again when one's result for this subscriber changes.
+    std::vector<const lookup_rule*> lookups;
 };
 
 struct subscribe_request {
@@ -52,19 +55,32 @@ struct subscribe_request {
 // The live schema of a table (qualified name), or nullptr if it does not exist.
 using schema_lookup = std::function<const table_schema*(std::string_view)>;
 
+// `lookups` gives each lookup's current result for this subscriber; it is asked once per lookup
+// the rules reference. Without one (or when it answers nullptr) a lookup is not known: it binds
+// as a missing claim, which denies.
 std::variant<subscription_plan, plan_error>
 plan_subscription(const std::shared_ptr<const rule_set>& rules, const subscribe_request& request,
-                  const schema_lookup& schema_of);
+                  const schema_lookup& schema_of, const lookup_resolver& lookups = {});
 
 // Whether `claims` may LISTEN on `channel`, and the payload filter to apply (null: all).
 struct listen_plan {
     std::shared_ptr<const rule_set> rules;
     const channel_rule* rule = nullptr;
     std::unique_ptr<const predicate> filter;
+    // The lookups the plan read (allow, filter), distinct: as for subscription_plan.
+    std::vector<const lookup_rule*> lookups;
 };
 
 std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const rule_set>& rules,
                                                   std::string_view channel,
-                                                  const nlohmann::json& claims);
+                                                  const nlohmann::json& claims,
+                                                  const lookup_resolver& lookups = {});
+
+// A lookup's own filter (lookup_rule::filter: its conjuncts besides the correlation), bound
+// against the lookup table's schema to be evaluated on that table's rows: row columns only, no
+// claims. nullptr when the lookup has none. Throws bind_error (a column the table lacks, a literal
+// its type refuses).
+std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
+                                                    const table_schema& lookup_table);
 
 } // namespace pgpush::rules

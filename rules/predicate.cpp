@@ -44,16 +44,6 @@ bool numeric_family(column_family f) {
            f == column_family::floating || f == column_family::real;
 }
 
-// Families whose values compare with each other (Postgres casts between them implicitly).
-bool comparable_families(column_family a, column_family b) {
-    if (a == b) return true;
-    if (numeric_family(a) && numeric_family(b)) return true;
-    auto temporal = [](column_family f) {
-        return f == column_family::timestamp || f == column_family::date;
-    };
-    return temporal(a) && temporal(b);
-}
-
 value tri_value(tri t) {
     return t == tri::unknown ? value::null() : value::boolean(t == tri::true_);
 }
@@ -252,12 +242,31 @@ private:
         return add(n, info{false, col.family, input});
     }
 
-    std::uint32_t claim(const expr& e) {
+    // What a claim (auth.x) or a lookup (lookup.x) stands for for this subscriber: nullptr when
+    // the claim is missing or the lookup's result is not known.
+    const nlohmann::json* resolve(const expr& e) const {
+        if (e.space == ref_space::lookup) {
+            const std::string& name = e.path.front();
+            if (!ctx_.lookups)
+                fail(bind_error_code::bad_expression, e, "lookup." + name + " cannot be used here");
+            if (e.lookup == nullptr)
+                fail(bind_error_code::bad_expression, e, "lookup." + name + " is not defined");
+            return ctx_.lookups(*e.lookup);
+        }
         if (ctx_.claims == nullptr) {
             fail(bind_error_code::bad_expression, e,
                  "auth." + e.path.front() + " cannot be used here");
         }
-        const nlohmann::json* j = json_path(ctx_.claims, e.path);
+        return json_path(ctx_.claims, e.path);
+    }
+
+    static bool claim_like(const expr& e) {
+        return e.type == expr::kind::ref &&
+               (e.space == ref_space::auth || e.space == ref_space::lookup);
+    }
+
+    std::uint32_t claim(const expr& e) {
+        const nlohmann::json* j = resolve(e);
         if (j == nullptr) return constant(value::null(), false); // missing claim: NULL, denies
         if (j->is_array()) {
             // An array claim is only meaningful on the right of IN (handled there).
@@ -374,6 +383,7 @@ private:
                     fail(bind_error_code::bad_expression, e, "old.* cannot be used here");
                 return column_ref(e, true);
             case ref_space::auth:
+            case ref_space::lookup:
                 return claim(e);
             case ref_space::payload: {
                 if (!ctx_.allow_payload) {
@@ -421,12 +431,8 @@ private:
             // A claim is NULL when it is missing or JSON null; an array or object is a value,
             // though it compares with nothing.
             const expr& x = *e.args[0];
-            if (x.type == expr::kind::ref && x.space == ref_space::auth) {
-                if (ctx_.claims == nullptr) {
-                    fail(bind_error_code::bad_expression, x,
-                         "auth." + x.path.front() + " cannot be used here");
-                }
-                const nlohmann::json* j = json_path(ctx_.claims, x.path);
+            if (claim_like(x)) {
+                const nlohmann::json* j = resolve(x);
                 return truth(tri_of((j == nullptr || j->is_null()) != e.negated));
             }
             auto a = bind(x);
@@ -588,11 +594,10 @@ private:
                     fail(bind_error_code::bad_expression, *item, "list items must be values");
                 raw.emplace_back(i, item.get());
             }
-        } else if (rhs.type == expr::kind::ref && rhs.space == ref_space::auth) {
-            if (ctx_.claims == nullptr)
-                fail(bind_error_code::bad_expression, rhs, "auth.* cannot be used here");
-            const nlohmann::json* j = json_path(ctx_.claims, rhs.path);
-            // A missing or non-array claim is NULL: x IN NULL is unknown, which denies.
+        } else if (claim_like(rhs)) {
+            const nlohmann::json* j = resolve(rhs);
+            // A missing or non-array claim (or a lookup whose result is not known) is NULL:
+            // x IN NULL is unknown, which denies.
             if (j == nullptr || !j->is_array()) return truth(tri::unknown);
             for (const auto& el : *j)
                 raw.emplace_back(constant(own(from_json(el)), false), &rhs);

@@ -5,6 +5,7 @@
 // allocation-free, SQL three-valued, and never reads outside the row it is given.
 
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -50,12 +51,22 @@ public:
     source_offset offset;
 };
 
+// A lookup's current result for one subscriber: a JSON array of the output column's values (as
+// an array claim), or nullptr when it is not known (then lookup.x binds as a missing claim:
+// unknown, which denies).
+using lookup_resolver = std::function<const nlohmann::json*(const lookup_rule&)>;
+
 struct bind_context {
     const table_schema* table = nullptr;    // row.x / old.x / bare columns; null: none allowed
     const nlohmann::json* claims = nullptr; // auth.x; null: auth refs are errors
     std::span<const nlohmann::json> params; // $1..$N
     bool allow_old = false;                 // old.x
     bool allow_payload = false;             // payload.x (channel filters)
+    // lookup.x: the lookup's current result for this subscriber. Called once per reference (a
+    // caller wanting one answer per lookup caches it: plan_subscription does). The result is
+    // copied into the predicate, so it need only live until bind() returns. Null resolver:
+    // lookup refs are errors; so is a ref the loader did not resolve (expr::lookup null).
+    lookup_resolver lookups;
 };
 
 struct row_values {
@@ -68,7 +79,8 @@ class predicate {
 public:
     // Binds the conjunction of `conjuncts` (nullptr entries skipped; none is TRUE). Throws
     // bind_error. A constant meeting a column is read as Postgres reads an untyped literal of
-    // the column's type (read_input). Claims that are missing, of a type their use cannot take,
+    // the column's type (read_input). lookup.x binds exactly as an array claim with the
+    // resolver's value. Claims that are missing, of a type their use cannot take,
     // or text Postgres would refuse for that type become NULL (so they deny); literals and $N
     // parameters Postgres would refuse are errors, and so are LIKE patterns it would refuse or
     // over like_max_pattern_chars (as claims, NULL). A LIKE pattern must be a value.

@@ -36,20 +36,48 @@ struct channel_rule {
     std::size_t line = 0;
 };
 
+// A named lookup (rules.yaml lookups:): `SELECT output FROM table WHERE key_column = auth.<claim
+// path> [AND filter]`. For a subscriber, its result is the output column's values over the rows
+// of `table` whose key equals the claim and that pass the filter; `lookup.name` in an expression
+// stands for that result as an array claim would (the engine computes it and keeps it current
+// from the change stream).
+struct lookup_rule {
+    std::string name;
+    std::string table;                   // qualified: "public.room_members"
+    std::string output;                  // the selected column
+    std::string key_column;              // the correlated column
+    std::vector<std::string> claim_path; // the auth path it is compared with, e.g. {"sub"}
+    expr_ptr filter;                     // the other conjuncts over the table's columns; null: none
+    std::size_t line = 0;                // where it is defined (1-based)
+    // Columns the lookup reads (key, output, and those of the filter), distinct, in first-use
+    // order.
+    std::vector<std::string> columns;
+};
+
 class rule_set {
 public:
     // nullptr when the table (qualified name) or channel is not in the rules: invisible.
     const table_rule* table(std::string_view qualified) const;
     const channel_rule* channel(std::string_view name) const;
+    // nullptr when no lookup has that name.
+    const lookup_rule* lookup(std::string_view name) const;
 
     const std::map<std::string, table_rule, std::less<>>& tables() const { return tables_; }
     const std::map<std::string, channel_rule, std::less<>>& channels() const { return channels_; }
+    const std::map<std::string, lookup_rule, std::less<>>& lookups() const { return lookups_; }
 
 private:
     friend class rules_loader;
     std::map<std::string, table_rule, std::less<>> tables_;
     std::map<std::string, channel_rule, std::less<>> channels_;
+    // Expressions of tables_ and channels_ point into this map (expr::lookup): its nodes never
+    // move, and the set is immutable once loaded.
+    std::map<std::string, lookup_rule, std::less<>> lookups_;
 };
+
+// Every table the engine must stream: the tables of `tables:` and those of `lookups:`. Qualified,
+// sorted, distinct.
+std::vector<std::string> streamed_tables(const rule_set& rules);
 
 // One problem in a rules file; line and column are 1-based.
 struct diagnostic {

@@ -39,6 +39,17 @@ std::string_view to_string(column_family f) {
     return "other";
 }
 
+bool comparable_families(column_family a, column_family b) {
+    auto numeric = [](column_family f) {
+        return f == column_family::integer || f == column_family::numeric ||
+               f == column_family::floating || f == column_family::real;
+    };
+    auto temporal = [](column_family f) {
+        return f == column_family::timestamp || f == column_family::date;
+    };
+    return a == b || (numeric(a) && numeric(b)) || (temporal(a) && temporal(b));
+}
+
 namespace {
 
 bool is_digit(char c) {

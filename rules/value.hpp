@@ -43,6 +43,10 @@ enum class column_family : std::uint8_t {
 
 std::string_view to_string(column_family f);
 
+// Whether values of two families compare with each other: the same family, two numeric ones or
+// two temporal ones (Postgres casts between them implicitly).
+bool comparable_families(column_family a, column_family b);
+
 class value {
 public:
     constexpr value() = default;

@@ -58,7 +58,7 @@ TEST(check, reports_every_error_with_its_position) {
               "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
               "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, "
               "max_subscriptions)\n"
-              "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* payload.*)\n");
+              "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* lookup.* payload.*)\n");
 }
 
 TEST(check, yaml_syntax_errors_have_positions_too) {

@@ -151,7 +151,7 @@ TEST(load_rules, reports_structural_errors_with_line_and_column) {
          {"f.yaml:1:11: channels: must map NOTIFY channel names to their rules"}},
         {"unknown top-level key",
          "tables:\nchanels:\n",
-         {"f.yaml:2:1: unknown key 'chanels' (expected version, tables, channels)"}},
+         {"f.yaml:2:1: unknown key 'chanels' (expected version, lookups, tables, channels)"}},
         {"unknown table key (typo)",
          "tables:\n  t:\n    rows: true\n    columns: \"*\"\n    alow: \"true\"\n",
          {"f.yaml:5:5: unknown key 'alow' (expected allow, rows, columns, updates, "
@@ -284,20 +284,21 @@ TEST(load_rules, rejects_namespaces_an_expression_cannot_use) {
     expect_errors({
         {"row in allow",
          "tables:\n  t:\n    allow: \"row.x == 1\"\n    rows: true\n    columns: \"*\"\n",
-         {"f.yaml:3:13: allow: row.* cannot be used here (only auth.*)"}},
+         {"f.yaml:3:13: allow: row.* cannot be used here (only auth.* lookup.*)"}},
         {"payload and old in rows",
          "tables:\n  t:\n    rows: \"payload.x == 1 or old.y == 2\"\n    columns: \"*\"\n",
-         {"f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.*)",
-          "f.yaml:3:30: rows: old.* cannot be used here (only row.* auth.*)"}},
+         {"f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.* lookup.*)",
+          "f.yaml:3:30: rows: old.* cannot be used here (only row.* auth.* lookup.*)"}},
         {"payload in updates",
          "tables:\n  t:\n    rows: true\n    columns: \"*\"\n    updates: \"payload.x == 1\"\n",
-         {"f.yaml:5:15: updates: payload.* cannot be used here (only row.* old.* auth.*)"}},
+         {"f.yaml:5:15: updates: payload.* cannot be used here (only row.* old.* auth.* "
+          "lookup.*)"}},
         {"row in a channel filter",
          "channels:\n  c:\n    filter: \"payload.room in auth.rooms and row.y == 1\"\n",
-         {"f.yaml:3:45: filter: row.* cannot be used here (only auth.* payload.*)"}},
+         {"f.yaml:3:45: filter: row.* cannot be used here (only auth.* lookup.* payload.*)"}},
         {"payload in a channel allow",
          "channels:\n  c:\n    allow: \"payload.x == 1\"\n",
-         {"f.yaml:3:13: allow: payload.* cannot be used here (only auth.*)"}},
+         {"f.yaml:3:13: allow: payload.* cannot be used here (only auth.* lookup.*)"}},
     });
 }
 
@@ -318,22 +319,23 @@ channels:
 )";
     const load_result r = load_rules(yaml);
     EXPECT_EQ(r.rules, nullptr);
-    EXPECT_EQ(formatted(r),
-              (std::vector<std::string>{
-                  "f.yaml:1:10: version must be 1",
-                  "f.yaml:4:13: allow: row.* cannot be used here (only auth.*)",
-                  "f.yaml:5:26: rows: unexpected '='",
-                  "f.yaml:6:19: column id is listed twice",
-                  "f.yaml:7:24: max_subscriptions must be a positive integer",
-                  "f.yaml:9:5: unknown key 'colums' (expected allow, rows, columns, updates, "
-                  "max_subscriptions)",
-                  "f.yaml:9:5: public.rooms: rows: is required (write rows: \"true\" to allow "
-                  "every row)",
-                  "f.yaml:9:5: public.rooms: columns: is required (a list, or \"*\" for every "
-                  "column)",
-                  "f.yaml:11:8: the rules for channel bad must be a mapping (allow:, filter:)",
-                  "f.yaml:13:14: filter: row.* cannot be used here (only auth.* payload.*)",
-              }))
+    EXPECT_EQ(
+        formatted(r),
+        (std::vector<std::string>{
+            "f.yaml:1:10: version must be 1",
+            "f.yaml:4:13: allow: row.* cannot be used here (only auth.* lookup.*)",
+            "f.yaml:5:26: rows: unexpected '='",
+            "f.yaml:6:19: column id is listed twice",
+            "f.yaml:7:24: max_subscriptions must be a positive integer",
+            "f.yaml:9:5: unknown key 'colums' (expected allow, rows, columns, updates, "
+            "max_subscriptions)",
+            "f.yaml:9:5: public.rooms: rows: is required (write rows: \"true\" to allow "
+            "every row)",
+            "f.yaml:9:5: public.rooms: columns: is required (a list, or \"*\" for every "
+            "column)",
+            "f.yaml:11:8: the rules for channel bad must be a mapping (allow:, filter:)",
+            "f.yaml:13:14: filter: row.* cannot be used here (only auth.* lookup.* payload.*)",
+        }))
         << joined(formatted(r));
 }
 
@@ -420,7 +422,7 @@ TEST(load_rules, with_a_schema_checks_tables_columns_and_literal_types) {
 TEST(load_rules, reports_a_wrong_namespace_once_when_checking_against_a_schema) {
     // BUG (minor): with a schema, check_types() (loader.cpp) binds expressions that check_refs()
     // already rejected, so payload.* in rows: is reported twice at the same place:
-    //   f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.*)
+    //   f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.* lookup.*)
     //   f.yaml:3:12: payload.* only exists in channel filters
     // and old.* in rows: likewise ("old.* cannot be used here" a second time).
     const schema_map schema = live_schema();
@@ -428,10 +430,316 @@ TEST(load_rules, reports_a_wrong_namespace_once_when_checking_against_a_schema) 
         {
             {"payload in rows",
              "tables:\n  messages:\n    rows: \"payload.x == 1\"\n    columns: \"*\"\n",
-             {"f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.*)"}},
+             {"f.yaml:3:12: rows: payload.* cannot be used here (only row.* auth.* lookup.*)"}},
             {"old in rows",
              "tables:\n  messages:\n    rows: \"old.id == 1\"\n    columns: \"*\"\n",
-             {"f.yaml:3:12: rows: old.* cannot be used here (only row.* auth.*)"}},
+             {"f.yaml:3:12: rows: old.* cannot be used here (only row.* auth.* lookup.*)"}},
+        },
+        &schema);
+}
+
+// ---- lookups ----
+
+const char* const chat_lookups = R"(lookups:
+  my_rooms: "SELECT room_id FROM room_members WHERE user_id = auth.sub"
+  my_friends: "SELECT friend_id FROM friendships WHERE user_id = auth.sub AND accepted"
+  org_admins: >-
+    select Org_Id from Chat.Admins
+    where auth.org.id = admins.member_id and role = 'admin' and (deleted_at is null)
+  by_url: 'SELECT "Room" FROM "Members" WHERE "User" = auth[''https://x/uid'']'
+  unused: "SELECT id FROM rooms WHERE owner = auth.sub"
+tables:
+  messages:
+    allow: "'x' in lookup.org_admins or auth.role = 'admin'"
+    rows: "row.room_id in lookup.my_rooms or row.sender_id = auth.uid"
+    updates: "row.sender_id not in lookup.my_friends"
+    columns: "*"
+  room_members:
+    rows: "row.room_id in lookup.by_url"
+    columns: "*"
+channels:
+  typing:
+    allow: "lookup.my_rooms is not null"
+    filter: "payload.room in lookup.my_rooms"
+)";
+
+TEST(load_rules, loads_lookups_and_points_references_at_them) {
+    const load_result r = load_rules(chat_lookups);
+    ASSERT_TRUE(r.errors.empty()) << joined(formatted(r));
+    const rule_set& rules = *r.rules;
+
+    std::vector<std::string> names;
+    for (const auto& [name, l] : rules.lookups())
+        names.push_back(name);
+    EXPECT_EQ(names, (std::vector<std::string>{"by_url", "my_friends", "my_rooms", "org_admins",
+                                               "unused"}));
+
+    const lookup_rule* rooms = rules.lookup("my_rooms");
+    ASSERT_NE(rooms, nullptr);
+    EXPECT_EQ(rooms->name, "my_rooms");
+    EXPECT_EQ(rooms->table, "public.room_members");
+    EXPECT_EQ(rooms->output, "room_id");
+    EXPECT_EQ(rooms->key_column, "user_id");
+    EXPECT_EQ(rooms->claim_path, std::vector<std::string>{"sub"});
+    EXPECT_EQ(rooms->filter, nullptr);
+    EXPECT_EQ(rooms->line, 2U);
+    EXPECT_EQ(rooms->columns, (std::vector<std::string>{"user_id", "room_id"}));
+
+    const lookup_rule* friends = rules.lookup("my_friends");
+    ASSERT_NE(friends, nullptr);
+    EXPECT_EQ(friends->table, "public.friendships");
+    EXPECT_EQ(friends->output, "friend_id");
+    EXPECT_EQ(friends->key_column, "user_id");
+    ASSERT_NE(friends->filter, nullptr);
+    EXPECT_EQ(to_string(*friends->filter), "accepted");
+    EXPECT_EQ(friends->columns, (std::vector<std::string>{"user_id", "friend_id", "accepted"}));
+
+    // The correlation on either side, a nested claim path, a qualified column, several other
+    // conditions (their AND is the filter), SQL case folding.
+    const lookup_rule* admins = rules.lookup("org_admins");
+    ASSERT_NE(admins, nullptr);
+    EXPECT_EQ(admins->table, "chat.admins");
+    EXPECT_EQ(admins->output, "org_id");
+    EXPECT_EQ(admins->key_column, "member_id");
+    EXPECT_EQ(admins->claim_path, (std::vector<std::string>{"org", "id"}));
+    ASSERT_NE(admins->filter, nullptr);
+    EXPECT_EQ(to_string(*admins->filter), "(role = 'admin' AND deleted_at IS NULL)");
+    EXPECT_EQ(admins->line, 4U);
+    EXPECT_EQ(admins->columns,
+              (std::vector<std::string>{"member_id", "org_id", "role", "deleted_at"}));
+
+    // Quoted names kept; a claim named by any key.
+    const lookup_rule* by_url = rules.lookup("by_url");
+    ASSERT_NE(by_url, nullptr);
+    EXPECT_EQ(by_url->table, "public.Members");
+    EXPECT_EQ(by_url->output, "Room");
+    EXPECT_EQ(by_url->key_column, "User");
+    EXPECT_EQ(by_url->claim_path, std::vector<std::string>{"https://x/uid"});
+    EXPECT_EQ(rules.lookup("nope"), nullptr);
+
+    // Every reference is resolved to its lookup, in rows, allow, updates and both channel keys.
+    const table_rule* messages = rules.table("public.messages");
+    ASSERT_NE(messages, nullptr);
+    EXPECT_EQ(to_string(*messages->rows),
+              "(row.room_id IN lookup.my_rooms OR row.sender_id = auth.uid)");
+    EXPECT_EQ(messages->rows->args[0]->args[1]->lookup, rooms);
+    EXPECT_EQ(messages->allow->args[0]->args[1]->lookup, admins);
+    EXPECT_EQ(messages->updates->args[1]->lookup, friends);
+    const channel_rule* typing = rules.channel("typing");
+    ASSERT_NE(typing, nullptr);
+    EXPECT_EQ(typing->allow->args[0]->lookup, rooms);
+    EXPECT_EQ(typing->filter->args[1]->lookup, rooms);
+
+    // The engine streams the tables of both sections.
+    EXPECT_EQ(streamed_tables(rules),
+              (std::vector<std::string>{"chat.admins", "public.Members", "public.friendships",
+                                        "public.messages", "public.room_members", "public.rooms"}));
+}
+
+TEST(load_rules, lookups_may_follow_the_rules_that_use_them_and_go_unused) {
+    const load_result r = load_rules("tables:\n  t:\n    rows: \"row.a in lookup.l\"\n"
+                                     "    columns: \"*\"\nlookups:\n"
+                                     "  l: \"SELECT a FROM x WHERE b = auth.sub\"\n"
+                                     "  spare: \"SELECT a FROM y WHERE b = auth.sub\"\n");
+    ASSERT_TRUE(r.errors.empty()) << joined(formatted(r));
+    EXPECT_EQ(r.rules->table("public.t")->rows->args[1]->lookup, r.rules->lookup("l"));
+    EXPECT_EQ(streamed_tables(*r.rules),
+              (std::vector<std::string>{"public.t", "public.x", "public.y"}));
+}
+
+// Each refused lookup form, with its position in the file.
+TEST(load_rules, refuses_lookups_that_cannot_find_a_subscribers_rows) {
+    auto one = [](const char* query) { return std::string("lookups:\n  l: \"") + query + "\"\n"; };
+    // The query starts at column 7 of line 2.
+    const std::vector<std::pair<const char*, const char*>> cases = {
+        {"SELECT room_id FROM room_members",
+         "f.yaml:2:39: lookup l: a lookup needs exactly one `column = auth.claim` to find a "
+         "subscriber's rows"},
+        {"SELECT room_id FROM room_members WHERE accepted",
+         "f.yaml:2:46: lookup l: a lookup needs exactly one `column = auth.claim` to find a "
+         "subscriber's rows"},
+        {"SELECT room_id FROM room_members WHERE user_id = 7",
+         "f.yaml:2:46: lookup l: a lookup needs exactly one `column = auth.claim` to find a "
+         "subscriber's rows"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND org = auth.org",
+         "f.yaml:2:69: lookup l: a lookup has exactly one `column = auth.claim`; org = auth.org "
+         "is a second one"},
+        {"SELECT room_id FROM room_members WHERE user_id > auth.sub",
+         "f.yaml:2:46: lookup l: user_id > auth.sub cannot be indexed: only `=`"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub OR public",
+         "f.yaml:2:46: lookup l: OR cannot be indexed: a lookup's WHERE is `column = auth.claim` "
+         "AND other conditions"},
+        {"SELECT room_id FROM room_members WHERE lower(user_id) = auth.sub",
+         "f.yaml:2:46: lookup l: functions are not supported (lower(...))"},
+        {"SELECT room_id FROM room_members, rooms WHERE user_id = auth.sub",
+         "f.yaml:2:39: lookup l: joins are not supported: a lookup reads one table"},
+        {"SELECT room_id FROM room_members JOIN rooms WHERE user_id = auth.sub",
+         "f.yaml:2:40: lookup l: joins are not supported: a lookup reads one table"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub ORDER BY room_id",
+         "f.yaml:2:65: lookup l: ORDER BY is not supported: the result is a set; sort on the "
+         "client"},
+        {"SELECT room_id FROM room_members WHERE user_id IN (SELECT 1)",
+         "f.yaml:2:58: lookup l: subqueries are not supported"},
+        {"SELECT * FROM room_members WHERE user_id = auth.sub",
+         "f.yaml:2:14: lookup l: a lookup selects one column, not *"},
+        {"SELECT room_id, user_id FROM room_members WHERE user_id = auth.sub",
+         "f.yaml:2:23: lookup l: a lookup selects one column (its values are the lookup's "
+         "result)"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND room_id in lookup.other",
+         "f.yaml:2:80: lookup l: a lookup cannot use another lookup (lookup.other)"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND auth.admin = true",
+         "f.yaml:2:69: lookup l: auth.admin can only be used in the lookup's one `column = "
+         "auth.claim`"},
+        {"SELECT room_id FROM room_members WHERE row.user_id = 1 AND user_id = auth.sub",
+         "f.yaml:2:46: lookup l: row.* cannot be used in a lookup: name the columns of "
+         "room_members by themselves"},
+        {"SELECT room_id FROM room_members WHERE user_id in (auth.sub)",
+         "f.yaml:2:58: lookup l: auth.sub can only be used in the lookup's one `column = "
+         "auth.claim`"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND payload.x = 1",
+         "f.yaml:2:69: lookup l: payload.* cannot be used in a lookup: name the columns of "
+         "room_members by themselves"},
+        {"SELECT room_id FROM room_members WHERE rooms.user_id = auth.sub",
+         "f.yaml:2:46: lookup l: 'rooms' is not the lookup's table (room_members)"},
+        {"SELECT rooms.room_id FROM room_members WHERE user_id = auth.sub",
+         "f.yaml:2:14: lookup l: 'rooms' is not the table in FROM (room_members)"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND room_id in other_id",
+         "f.yaml:2:80: lookup l: IN needs a list (a, b, ...) here"},
+        {"SELECT room_id FROM room_members WHERE user_id = $1",
+         "f.yaml:2:56: lookup l: unexpected '$'"},
+        {"SELECT room_id FROM room_members WHERE user_id = auth.sub AND 5",
+         "f.yaml:2:69: lookup l: '5' is not a condition"},
+        {"DELETE FROM room_members",
+         "f.yaml:2:7: lookup l: a lookup is a query: SELECT <column> FROM <table> WHERE ..."},
+        {"", "f.yaml:2:7: lookup l: empty query"},
+    };
+    for (const auto& [query, expected] : cases) {
+        const load_result r = load_rules(one(query));
+        EXPECT_EQ(r.rules, nullptr) << query;
+        EXPECT_EQ(formatted(r), std::vector<std::string>{expected})
+            << query << ": got" << joined(formatted(r));
+    }
+}
+
+TEST(load_rules, refuses_bad_lookup_names_sections_and_references) {
+    expect_errors({
+        {"lookups not a mapping",
+         "lookups: [a]\n",
+         {"f.yaml:1:10: lookups: must map lookup names to their queries"}},
+        {"not a query string",
+         "lookups:\n  l: [SELECT]\n  m:\n",
+         {"f.yaml:2:6: lookup l must be a query string: SELECT <column> FROM <table> WHERE "
+          "<column> = auth.<claim>",
+          "f.yaml:3:3: lookup m must be a query string: SELECT <column> FROM <table> WHERE "
+          "<column> = auth.<claim>"}},
+        {"bad names",
+         "lookups:\n  My_Rooms: \"SELECT a FROM t WHERE b = auth.c\"\n"
+         "  1st: \"SELECT a FROM t WHERE b = auth.c\"\n  my-rooms: \"SELECT a FROM t WHERE b = "
+         "auth.c\"\n",
+         {"f.yaml:2:13: lookup names are lower-case letters, digits and _, not starting with a "
+          "digit: 'My_Rooms'",
+          "f.yaml:3:8: lookup names are lower-case letters, digits and _, not starting with a "
+          "digit: '1st'",
+          "f.yaml:4:13: lookup names are lower-case letters, digits and _, not starting with a "
+          "digit: 'my-rooms'"}},
+        {"duplicate lookup",
+         "lookups:\n  l: \"SELECT a FROM t WHERE b = auth.c\"\n  l: \"SELECT a FROM t WHERE b "
+         "= auth.c\"\n",
+         {"f.yaml:3:3: duplicate key 'l'"}},
+        {"undefined lookup in rows, without a lookups section",
+         "tables:\n  t:\n    rows: \"row.a in lookup.nope\"\n    columns: \"*\"\n",
+         {"f.yaml:3:21: rows: lookup.nope is not defined (there is no lookups: section)"}},
+        {"undefined lookup in a channel filter",
+         "lookups:\n  l: \"SELECT a FROM t WHERE b = auth.c\"\n"
+         "channels:\n  c:\n    filter: \"payload.x in lookup.m\"\n",
+         {"f.yaml:5:27: filter: lookup.m is not defined (lookups: has l)"}},
+        {"a lookup with errors is not also undefined where used",
+         "lookups:\n  l: \"SELECT a FROM t\"\n"
+         "tables:\n  t:\n    rows: \"row.a in lookup.l\"\n    columns: \"*\"\n",
+         {"f.yaml:2:22: lookup l: a lookup needs exactly one `column = auth.claim` to find a "
+          "subscriber's rows"}},
+        {"lookups where claims cannot go",
+         "lookups:\n  l: \"SELECT a FROM t WHERE b = auth.c\"\n"
+         "tables:\n  t:\n    rows: \"row.a in [lookup.l]\"\n    columns: \"*\"\n",
+         {"f.yaml:5:29: rows: list items must be literals or claims"}},
+        {"a lookup has no fields",
+         "tables:\n  t:\n    rows: \"row.a in lookup.l.x\"\n    columns: \"*\"\n",
+         {"f.yaml:3:29: rows: lookup.l is a list of values: it has no fields (use it after IN)"}},
+        {"lookup without a name",
+         "tables:\n  t:\n    rows: \"row.a in lookup\"\n    columns: \"*\"\n",
+         {"f.yaml:3:21: rows: a lookup is named lookup.name"}},
+        {"a lookup as a LIKE pattern",
+         "lookups:\n  l: \"SELECT a FROM t WHERE b = auth.c\"\n"
+         "tables:\n  t:\n    rows: \"row.a like lookup.l\"\n    columns: \"*\"\n",
+         {"f.yaml:5:23: rows: a LIKE pattern must be a value (a string or auth.*), not "
+          "lookup.l"}},
+    });
+}
+
+schema_map chat_schema() {
+    schema_map m;
+    m["public.room_members"] =
+        table_schema{"public",
+                     "room_members",
+                     {{"room_id", column_family::integer, "bigint"},
+                      {"user_id", column_family::text, "text"},
+                      {"role", column_family::text, "text"},
+                      {"tags", column_family::other, "text[]"},
+                      {"meta", column_family::other, "jsonb"},
+                      {"joined_at", column_family::timestamp, "timestamptz"}}};
+    m["public.messages"] = table_schema{"public",
+                                        "messages",
+                                        {{"id", column_family::integer, "bigint"},
+                                         {"room_id", column_family::integer, "integer"},
+                                         {"name", column_family::text, "text"},
+                                         {"mood", column_family::other, "mood"}}};
+    return m;
+}
+
+TEST(load_rules, with_a_schema_checks_lookup_tables_columns_and_types) {
+    const schema_map schema = chat_schema();
+    const load_result ok = load_rules(
+        "lookups:\n"
+        "  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = auth.sub AND role <> "
+        "'banned' AND joined_at > '2024-01-01'\"\n"
+        "  room_roles: \"SELECT role FROM room_members WHERE user_id = auth.sub\"\n"
+        "tables:\n  messages:\n    rows: \"row.room_id in lookup.my_rooms and row.name not in "
+        "lookup.room_roles and auth.x in lookup.my_rooms\"\n    columns: \"*\"\n"
+        "channels:\n  typing:\n    filter: \"payload.room in lookup.room_roles\"\n",
+        &schema);
+    EXPECT_TRUE(ok.errors.empty()) << joined(formatted(ok));
+
+    expect_errors(
+        {
+            {"missing lookup table",
+             "lookups:\n  l: \"SELECT a FROM nosuch WHERE b = auth.sub\"\n",
+             {"f.yaml:2:21: lookup l: table public.nosuch does not exist in the database"}},
+            {"missing output, key and filter columns",
+             "lookups:\n  l: \"SELECT nope FROM room_members WHERE nokey = auth.sub AND gone\"\n",
+             {"f.yaml:2:14: lookup l: column nope does not exist in public.room_members",
+              "f.yaml:2:43: lookup l: column nokey does not exist in public.room_members",
+              "f.yaml:2:64: lookup l: column \"gone\" does not exist in public.room_members"}},
+            {"filter literal of the wrong type",
+             "lookups:\n  l: \"SELECT room_id FROM room_members WHERE user_id = auth.sub AND "
+             "joined_at > 'soon'\"\n",
+             {"f.yaml:2:81: lookup l: type mismatch: joined_at is timestamp, 'soon' is not"}},
+            {"a filter condition that is not boolean",
+             "lookups:\n  l: \"SELECT room_id FROM room_members WHERE user_id = auth.sub AND "
+             "role\"\n",
+             {"f.yaml:2:69: lookup l: column role is text, not boolean: compare it with "
+              "something"}},
+            {"json and array keys cannot meet a claim",
+             "lookups:\n  a: \"SELECT room_id FROM room_members WHERE meta = auth.sub\"\n"
+             "  b: \"SELECT room_id FROM room_members WHERE auth.sub = tags\"\n",
+             {"f.yaml:2:46: lookup a: column meta is jsonb: a claim cannot be compared with it",
+              "f.yaml:3:57: lookup b: column tags is text[]: a claim cannot be compared with it"}},
+            {"an integer lookup against a text column",
+             "lookups:\n  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = "
+             "auth.sub\"\n"
+             "tables:\n  messages:\n    rows: \"row.id = 1 or row.name in lookup.my_rooms\"\n"
+             "    columns: \"*\"\n    updates: \"old.mood not in lookup.my_rooms\"\n",
+             {"f.yaml:5:26: lookup.my_rooms yields integer values; row.name is text",
+              "f.yaml:7:15: lookup.my_rooms yields integer values; old.mood is mood"}},
         },
         &schema);
 }
