@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -82,5 +83,15 @@ std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const ru
 // its type refuses).
 std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
                                                     const table_schema& lookup_table);
+
+// The key a subscriber's claims select in a lookup table: the claim at lookup.claim_path read as
+// `key_column = auth.<claim>` reads it (a string by the key column type's input function, a
+// number as a number, a numeric claim against a text column as its decimal text), as index_key()
+// makes keys for the key column's family. nullopt when the claim is missing, null, an array or
+// object, or text the column's type refuses: the subscriber's result is then not known (the
+// resolver answers nullptr, which denies, as a missing array claim does). Throws bind_error when
+// the table has no key column.
+std::optional<std::string> lookup_key(const lookup_rule& lookup, const table_schema& lookup_table,
+                                      const nlohmann::json& claims);
 
 } // namespace pgpush::rules

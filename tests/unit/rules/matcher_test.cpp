@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "rules/parser.hpp"
+#include "rules/plan.hpp"
+#include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
 namespace {
@@ -384,6 +386,58 @@ TEST_F(matcher_test, statistics_count_indexed_scanned_and_never) {
     EXPECT_EQ(after.indexed, 2U);
     EXPECT_EQ(after.scanned, 2U);
     EXPECT_EQ(after.never, 1U);
+}
+
+// A subscription whose rules read a lookup is filed under the lookup's result, as under an IN
+// list: planned through plan_subscription, as the engine plans it.
+TEST_F(matcher_test, a_lookup_result_is_indexed_like_an_in_list) {
+    const auto loaded = load_rules("lookups:\n"
+                                   "  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = "
+                                   "auth.sub\"\n"
+                                   "tables:\n"
+                                   "  messages:\n"
+                                   "    rows: \"row.room_id in lookup.my_rooms\"\n"
+                                   "    columns: \"*\"\n");
+    ASSERT_NE(loaded.rules, nullptr);
+    const json claims = {{"sub", 5}};
+    const auto schema_of = [](std::string_view t) -> const table_schema* {
+        return t == "public.messages" ? &messages() : nullptr;
+    };
+    std::deque<subscription_plan> plans;
+    auto subscribe = [&](subscription_id id, std::string_view sql, const json* result) {
+        auto r = plan_subscription(loaded.rules, {sql, &claims, {}}, schema_of,
+                                   [result](const lookup_rule&) { return result; });
+        ASSERT_TRUE(std::holds_alternative<subscription_plan>(r))
+            << std::get<plan_error>(r).message;
+        plans.push_back(std::move(std::get<subscription_plan>(r)));
+        m_.add(id, messages(), plans.back().filter.get());
+    };
+    const json two_rooms = {1, 2}, other_rooms = {2, 3}, no_rooms = json::array();
+    subscribe(1, "SELECT * FROM messages", &two_rooms);
+    subscribe(2, "SELECT * FROM messages WHERE body LIKE 'a%'", &other_rooms);
+    subscribe(3, "SELECT * FROM messages", &no_rooms); // never hits
+    subscribe(4, "SELECT * FROM messages", nullptr);   // not known: never hits
+
+    // The whole filter is the lookup's IN: the index decides alone.
+    const auto hint = plans[0].filter->index();
+    ASSERT_TRUE(hint.has_value());
+    EXPECT_TRUE(hint->exact);
+    EXPECT_EQ(hint->column, room_id);
+    EXPECT_FALSE(plans[1].filter->index()->exact);
+
+    const auto s = m_.statistics();
+    EXPECT_EQ(s.indexed, 2U);
+    EXPECT_EQ(s.scanned, 0U);
+    EXPECT_EQ(s.never, 2U);
+
+    EXPECT_EQ(insert({{"room_id", "1"}, {"body", "abc"}}), (hit_set{{1, "insert"}}));
+    EXPECT_EQ(insert({{"room_id", "2"}, {"body", "abc"}}), (hit_set{{1, "insert"}, {2, "insert"}}));
+    EXPECT_EQ(insert({{"room_id", "2"}, {"body", "xyz"}}), (hit_set{{1, "insert"}}));
+    EXPECT_EQ(insert({{"room_id", "3"}, {"body", "abc"}}), (hit_set{{2, "insert"}}));
+    EXPECT_EQ(insert({{"room_id", "4"}, {"body", "abc"}}), hit_set{});
+    // A row moving between rooms moves in and out of the results.
+    EXPECT_EQ(update({{"room_id", "3"}, {"body", "abc"}}, cells{{"room_id", "1"}, {"body", "abc"}}),
+              (hit_set{{1, "delete"}, {2, "insert"}}));
 }
 
 // ---- randomized: the matcher agrees with evaluating every filter ----

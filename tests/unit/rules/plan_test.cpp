@@ -428,6 +428,319 @@ TEST(plan_listen, rules_that_are_not_conditions_are_refused_when_loaded) {
     }
 }
 
+// ---- lookups ----
+
+const char* const lookup_rules_yaml = R"yaml(
+lookups:
+  my_rooms: "SELECT room_id FROM room_members WHERE user_id = auth.sub"
+  my_friends: "SELECT friend_id FROM friendships WHERE user_id = auth.sub AND accepted"
+  admin_of: "SELECT org FROM org_admins WHERE user_id = auth.sub"
+  unused: "SELECT id FROM posts WHERE title = auth.name"
+tables:
+  messages:
+    rows: "row.room_id in lookup.my_rooms or (row.sender_id = auth.sub and 0 not in lookup.my_rooms)"
+    columns: "*"
+    updates: "row.sender_id not in lookup.my_friends"
+  posts:
+    allow: "'acme' in lookup.admin_of"
+    rows: "true"
+    columns: "*"
+channels:
+  typing:
+    filter: "payload.room in lookup.my_rooms"
+  admins:
+    allow: "'acme' in lookup.admin_of"
+)yaml";
+
+std::shared_ptr<const rule_set> lookup_rules() {
+    static const auto rules = load(lookup_rules_yaml);
+    return rules;
+}
+
+// The engine's side, for tests: each lookup's result for the one subscriber, or absent (not
+// known); counts how often each is asked.
+struct fake_lookups {
+    std::map<std::string, json> results;
+    std::map<std::string, int> asked;
+
+    lookup_resolver resolver() {
+        return [this](const lookup_rule& l) -> const json* {
+            ++asked[l.name];
+            auto it = results.find(l.name);
+            return it == results.end() ? nullptr : &it->second;
+        };
+    }
+};
+
+std::variant<subscription_plan, plan_error> plan_with(std::string_view sql, fake_lookups& engine,
+                                                      const json& claims = member) {
+    subscribe_request req;
+    req.sql = sql;
+    req.claims = &claims;
+    return plan_subscription(lookup_rules(), req, lookup, engine.resolver());
+}
+
+std::vector<std::string> names(const std::vector<const lookup_rule*>& read) {
+    std::vector<std::string> out;
+    for (const auto* l : read)
+        out.push_back(l->name);
+    return out;
+}
+
+TEST(plan_subscription, a_lookup_binds_as_the_subscribers_array_and_is_asked_once) {
+    fake_lookups engine;
+    engine.results["my_rooms"] = {1, 2};
+    engine.results["my_friends"] = {7};
+    const auto r = plan_with("SELECT * FROM messages", engine);
+    const auto& p = expect_plan(r, "messages");
+    ASSERT_NE(p.filter, nullptr);
+    struct {
+        std::optional<std::int64_t> room;
+        std::int64_t sender;
+        const char* expected;
+    } rows[] = {
+        {1, 9, "true"},  // a room of the subscriber's
+        {2, 9, "true"},  // another
+        {3, 9, "false"}, // not one of them
+        {3, 5, "true"},  // the subscriber's own message (auth.sub = 5; 0 is not a room)
+        {std::nullopt, 9, "unknown"},
+    };
+    for (const auto& row : rows) {
+        const auto values = message(row.room, row.sender, "x");
+        EXPECT_EQ(show(p.filter->evaluate(row_values{values, {}, nullptr})), row.expected)
+            << "room " << (row.room ? std::to_string(*row.room) : "NULL") << " sender "
+            << row.sender;
+    }
+    ASSERT_NE(p.updates, nullptr);
+    EXPECT_EQ(show(p.updates->evaluate(row_values{message(1, 7, "x"), {}, nullptr})), "false");
+    EXPECT_EQ(show(p.updates->evaluate(row_values{message(1, 8, "x"), {}, nullptr})), "true");
+
+    // What the plan read, in the order read; my_rooms once though rows names it twice.
+    EXPECT_EQ(names(p.lookups), (std::vector<std::string>{"my_rooms", "my_friends"}));
+    EXPECT_EQ(engine.asked, (std::map<std::string, int>{{"my_friends", 1}, {"my_rooms", 1}}));
+    EXPECT_EQ(p.lookups[0], p.rules->lookup("my_rooms"));
+}
+
+TEST(plan_subscription, an_empty_lookup_is_an_empty_array_and_an_unknown_one_denies) {
+    fake_lookups empty;
+    empty.results["my_rooms"] = json::array();
+    empty.results["my_friends"] = json::array();
+    const auto e = plan_with("SELECT * FROM messages", empty);
+    const auto& ep = expect_plan(e, "empty");
+    // IN an empty result is false, NOT IN it true (so the subscriber's own messages show).
+    EXPECT_EQ(show(ep.filter->evaluate(row_values{message(1, 9, "x"), {}, nullptr})), "false");
+    EXPECT_EQ(show(ep.filter->evaluate(row_values{message(1, 5, "x"), {}, nullptr})), "true");
+    EXPECT_EQ(show(ep.updates->evaluate(row_values{message(1, 7, "x"), {}, nullptr})), "true");
+
+    // Not known (nullptr): IN and NOT IN are both unknown, which denies.
+    fake_lookups unknown;
+    const auto u = plan_with("SELECT * FROM messages", unknown);
+    const auto& up = expect_plan(u, "unknown");
+    EXPECT_EQ(show(up.filter->evaluate(row_values{message(1, 9, "x"), {}, nullptr})), "unknown");
+    EXPECT_EQ(show(up.filter->evaluate(row_values{message(1, 5, "x"), {}, nullptr})), "unknown");
+    EXPECT_EQ(show(up.updates->evaluate(row_values{message(1, 8, "x"), {}, nullptr})), "unknown");
+    EXPECT_EQ(names(up.lookups), (std::vector<std::string>{"my_rooms", "my_friends"}));
+
+    // A result that is not an array is not known either.
+    fake_lookups scalar;
+    scalar.results["my_rooms"] = 1;
+    const auto sc = plan_with("SELECT * FROM messages", scalar);
+    EXPECT_EQ(show(expect_plan(sc, "scalar")
+                       .filter->evaluate(row_values{message(1, 9, "x"), {}, nullptr})),
+              "unknown");
+
+    // Without a resolver (a caller that knows no lookups) every lookup is unknown: the plan is
+    // made and denies what depends on them, and still says what it read.
+    subscribe_request req;
+    req.sql = "SELECT * FROM messages";
+    req.claims = &member;
+    const auto none = plan_subscription(lookup_rules(), req, lookup);
+    const auto& np = expect_plan(none, "no resolver");
+    EXPECT_EQ(show(np.filter->evaluate(row_values{message(1, 9, "x"), {}, nullptr})), "unknown");
+    EXPECT_EQ(names(np.lookups), (std::vector<std::string>{"my_rooms", "my_friends"}));
+}
+
+TEST(plan_subscription, allow_can_read_a_lookup) {
+    fake_lookups admin;
+    admin.results["admin_of"] = {"acme", "globex"};
+    const auto ok = plan_with("SELECT * FROM posts", admin);
+    const auto& p = expect_plan(ok, "admin");
+    EXPECT_EQ(names(p.lookups), std::vector<std::string>{"admin_of"});
+    EXPECT_EQ(p.filter->constant(), tri::true_);
+
+    for (json result : {json::array({"globex"}), json::array(), json(nullptr)}) {
+        fake_lookups engine;
+        if (!result.is_null()) engine.results["admin_of"] = result;
+        const auto r = plan_with("SELECT * FROM posts", engine);
+        const auto* e = std::get_if<plan_error>(&r);
+        ASSERT_NE(e, nullptr) << result.dump();
+        EXPECT_EQ(e->code, plan_error_code::forbidden) << result.dump();
+        EXPECT_EQ(e->message, "not allowed to subscribe to public.posts");
+    }
+}
+
+TEST(plan_subscription, a_client_query_cannot_name_a_lookup) {
+    fake_lookups engine;
+    engine.results["my_rooms"] = {1, 2};
+    struct {
+        const char* sql;
+        plan_error_code code;
+        const char* message;
+    } cases[] = {
+        {"SELECT * FROM messages WHERE room_id IN lookup.my_rooms", plan_error_code::bad_query,
+         "unexpected 'lookup', expected a list (a, b, ...) after IN (at character 41)"},
+        {"SELECT * FROM messages WHERE room_id = lookup.my_rooms", plan_error_code::unknown_column,
+         "'lookup' is not the table being queried (messages) (at character 40)"},
+        {"SELECT * FROM messages WHERE lookup.my_rooms IS NULL", plan_error_code::unknown_column,
+         "'lookup' is not the table being queried (messages) (at character 30)"},
+        {"SELECT * FROM messages WHERE room_id = auth.sub", plan_error_code::unknown_column,
+         "'auth' is not the table being queried (messages) (at character 40)"},
+        {"SELECT lookup.my_rooms FROM messages", plan_error_code::bad_query,
+         "'lookup' is not the table in FROM (messages) (at character 8)"},
+    };
+    for (const auto& c : cases) {
+        const auto r = plan_with(c.sql, engine);
+        const auto* e = std::get_if<plan_error>(&r);
+        ASSERT_NE(e, nullptr) << c.sql << ": " << describe(r);
+        EXPECT_EQ(e->code, c.code) << c.sql << ": " << e->message;
+        EXPECT_EQ(e->message, c.message) << c.sql;
+    }
+    // Only the rules asked the engine.
+    EXPECT_EQ(engine.asked.count("unused"), 0U);
+}
+
+TEST(plan_listen, a_channel_filter_and_allow_can_read_lookups) {
+    fake_lookups engine;
+    engine.results["my_rooms"] = {1, "2"};
+    auto r = plan_listen(lookup_rules(), "typing", member, engine.resolver());
+    ASSERT_TRUE(std::holds_alternative<listen_plan>(r));
+    const auto& p = std::get<listen_plan>(r);
+    ASSERT_NE(p.filter, nullptr);
+    EXPECT_EQ(names(p.lookups), std::vector<std::string>{"my_rooms"});
+    struct {
+        json payload;
+        const char* expected;
+    } cases[] = {
+        {{{"room", 1}}, "true"},   {{{"room", 2}}, "true"},     {{{"room", 3}}, "false"},
+        {{{"room", "1"}}, "true"}, {json::object(), "unknown"},
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(show(p.filter->evaluate(row_values{{}, {}, &c.payload})), c.expected)
+            << c.payload.dump();
+    }
+
+    // Not known: no notification passes.
+    fake_lookups unknown;
+    auto u = plan_listen(lookup_rules(), "typing", member, unknown.resolver());
+    ASSERT_TRUE(std::holds_alternative<listen_plan>(u));
+    const json room1 = {{"room", 1}};
+    EXPECT_EQ(show(std::get<listen_plan>(u).filter->evaluate(row_values{{}, {}, &room1})),
+              "unknown");
+
+    // allow: with the lookup's result, and without.
+    fake_lookups admin;
+    admin.results["admin_of"] = {"acme"};
+    auto a = plan_listen(lookup_rules(), "admins", member, admin.resolver());
+    ASSERT_TRUE(std::holds_alternative<listen_plan>(a));
+    EXPECT_EQ(names(std::get<listen_plan>(a).lookups), std::vector<std::string>{"admin_of"});
+    auto d = plan_listen(lookup_rules(), "admins", member);
+    ASSERT_TRUE(std::holds_alternative<plan_error>(d));
+    EXPECT_EQ(std::get<plan_error>(d).code, plan_error_code::forbidden);
+}
+
+const table_schema& friendships() {
+    static const table_schema t{"public",
+                                "friendships",
+                                {{"user_id", column_family::integer, "bigint"},
+                                 {"friend_id", column_family::integer, "bigint"},
+                                 {"accepted", column_family::boolean, "boolean"},
+                                 {"since", column_family::timestamp, "timestamptz"}}};
+    return t;
+}
+
+TEST(bind_lookup_filter, binds_the_lookups_other_conditions_on_its_tables_rows) {
+    const auto rules =
+        load("lookups:\n"
+             "  friends: \"SELECT friend_id FROM friendships WHERE user_id = auth.sub "
+             "AND accepted AND since >= '2024-01-01'\"\n"
+             "  all_friends: \"SELECT friend_id FROM friendships WHERE user_id = "
+             "auth.sub\"\n"
+             "  odd: \"SELECT friend_id FROM friendships WHERE user_id = auth.sub AND "
+             "since > 'soon'\"\n"
+             "  gone: \"SELECT friend_id FROM friendships WHERE user_id = auth.sub AND "
+             "blocked\"\n");
+    const auto filter = bind_lookup_filter(*rules->lookup("friends"), friendships());
+    ASSERT_NE(filter, nullptr);
+    auto row = [](const char* accepted, const char* since) {
+        return std::vector<value>{value::integer(5), value::integer(7),
+                                  from_pg_text(column_family::boolean, accepted),
+                                  from_pg_text(column_family::timestamp, since)};
+    };
+    EXPECT_EQ(show(filter->evaluate(row_values{row("t", "2024-06-01 00:00:00+00"), {}, nullptr})),
+              "true");
+    EXPECT_EQ(show(filter->evaluate(row_values{row("f", "2024-06-01 00:00:00+00"), {}, nullptr})),
+              "false");
+    EXPECT_EQ(show(filter->evaluate(row_values{row("t", "2023-06-01 00:00:00+00"), {}, nullptr})),
+              "false");
+    EXPECT_EQ(filter->columns(), (std::vector<std::size_t>{2, 3}));
+
+    EXPECT_EQ(bind_lookup_filter(*rules->lookup("all_friends"), friendships()), nullptr);
+    try {
+        bind_lookup_filter(*rules->lookup("odd"), friendships());
+        ADD_FAILURE() << "a timestamp literal that is not one bound";
+    } catch (const bind_error& e) {
+        EXPECT_EQ(e.code, bind_error_code::type_mismatch) << e.what();
+    }
+    try {
+        bind_lookup_filter(*rules->lookup("gone"), friendships());
+        ADD_FAILURE() << "a column the table lacks bound";
+    } catch (const bind_error& e) {
+        EXPECT_EQ(e.code, bind_error_code::unknown_column) << e.what();
+        EXPECT_STREQ(e.what(), "column \"blocked\" does not exist in public.friendships");
+    }
+}
+
+TEST(lookup_key, reads_the_claim_as_the_correlation_reads_it) {
+    const auto rules =
+        load("lookups:\n"
+             "  by_id: \"SELECT friend_id FROM friendships WHERE user_id = auth.sub\"\n"
+             "  by_org: \"SELECT friend_id FROM friendships WHERE auth.org.id = "
+             "user_id\"\n"
+             "  by_name: \"SELECT id FROM posts WHERE title = auth.sub\"\n");
+    const lookup_rule& by_id = *rules->lookup("by_id");
+    const lookup_rule& by_org = *rules->lookup("by_org");
+    const lookup_rule& by_name = *rules->lookup("by_name");
+    const table_schema& posts = database().at("public.posts");
+    struct {
+        const lookup_rule& rule;
+        const table_schema& table;
+        json claims;
+        std::optional<std::string> key;
+    } cases[] = {
+        {by_id, friendships(), {{"sub", 5}}, "5"},
+        {by_id, friendships(), {{"sub", "5"}}, "5"},
+        {by_id, friendships(), {{"sub", " 5 "}}, "5"}, // int8in allows the spaces
+        // A double meets a bigint as a double (int8 = float8 casts both), which no exact key
+        // can stand for: not known, so it denies.
+        {by_id, friendships(), {{"sub", 5.0}}, {}},
+        {by_id, friendships(), {{"sub", "4.5"}}, {}},   // int8in refuses it
+        {by_id, friendships(), {{"sub", 4.5}}, {}},     // no bigint equals it
+        {by_id, friendships(), {{"sub", true}}, {}},    // a boolean meets only booleans
+        {by_id, friendships(), {{"sub", nullptr}}, {}}, // null
+        {by_id, friendships(), {{"sub", {5}}}, {}},     // an array
+        {by_id, friendships(), json::object(), {}},     // missing
+        {by_org, friendships(), {{"org", {{"id", 9}}}}, "9"},
+        {by_org, friendships(), {{"org", 9}}, {}},
+        {by_name, posts, {{"sub", "Ann"}}, "Ann"},
+        {by_name, posts, {{"sub", 42}}, "42"}, // a numeric claim meets text as its decimal text
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(lookup_key(c.rule, c.table, c.claims), c.key)
+            << c.rule.name << " " << c.claims.dump();
+    }
+    EXPECT_THROW(lookup_key(by_id, posts, {{"sub", 5}}), bind_error); // posts has no user_id
+}
+
 TEST(plan_error_code, has_stable_names) {
     EXPECT_EQ(to_string(plan_error_code::bad_query), "bad_query");
     EXPECT_EQ(to_string(plan_error_code::unknown_table), "unknown_table");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rules/parser.hpp"
+#include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
 namespace {
@@ -850,6 +851,177 @@ TEST(predicate, array_claims_feed_in) {
         } catch (const std::exception& e) {
             ADD_FAILURE() << what << ": " << e.what();
         }
+    }
+}
+
+// ---- lookups: bound exactly as array claims, with the resolver's result ----
+
+// Points every lookup ref of `e` at `l`, as the loader does by name.
+void resolve_lookups(expr& e, const lookup_rule& l) {
+    if (e.type == expr::kind::ref && e.space == ref_space::lookup) e.lookup = &l;
+    for (auto& a : e.args)
+        resolve_lookups(*a, l);
+}
+
+const lookup_rule& rooms_lookup() {
+    static const lookup_rule l = [] {
+        lookup_rule r;
+        r.name = "rooms";
+        r.table = "public.room_members";
+        r.output = "room_id";
+        r.key_column = "user_id";
+        r.claim_path = {"sub"};
+        r.columns = {"user_id", "room_id"};
+        return r;
+    }();
+    return l;
+}
+
+// Binds a rules expression whose lookup refs read `result` (nullptr: not known).
+std::unique_ptr<predicate> with_lookup(std::string_view text, const json* result,
+                                       const json& claims = json::object()) {
+    auto e = parse_expression(text, dialect::rules);
+    resolve_lookups(*e, rooms_lookup());
+    bind_context ctx;
+    ctx.table = &messages();
+    ctx.claims = &claims;
+    ctx.lookups = [result](const lookup_rule& l) -> const json* {
+        EXPECT_EQ(&l, &rooms_lookup());
+        return result;
+    };
+    const expr* one[] = {e.get()};
+    return predicate::bind(one, ctx);
+}
+
+TEST(predicate, lookups_bind_as_array_claims_of_their_result) {
+    struct {
+        const char* expr;
+        json result;
+        cells row;
+        const char* expected;
+    } cases[] = {
+        {"row.room_id in lookup.rooms", {1, 2, 3}, {{"room_id", "2"}}, "true"},
+        {"row.room_id in lookup.rooms", {1, 2, 3}, {{"room_id", "4"}}, "false"},
+        {"row.room_id in lookup.rooms", {1, 2, 3}, {{"room_id", std::nullopt}}, "unknown"},
+        {"row.room_id not in lookup.rooms", {1, 2}, {{"room_id", "3"}}, "true"},
+        {"row.room_id not in lookup.rooms", {1, 2}, {{"room_id", "1"}}, "false"},
+        // Elements are read as the column's type, as claims are.
+        {"row.room_id in lookup.rooms", {"1", "2"}, {{"room_id", "1"}}, "true"},
+        {"row.room_id in lookup.rooms", {"4.5"}, {{"room_id", "4"}}, "unknown"},
+        {"row.body in lookup.rooms", {1, "a"}, {{"body", "1"}}, "true"},
+        {"row.flag in lookup.rooms", {true}, {{"flag", "t"}}, "true"},
+        {"row.sent_at in lookup.rooms",
+         {"2024-01-02 03:04:05+00"},
+         {{"sent_at", "2024-01-02T03:04:05Z"}},
+         "true"},
+        // A NULL in the result: NOT IN can no longer be true (SQL's rule for IN lists).
+        {"row.room_id in lookup.rooms", {1, nullptr}, {{"room_id", "1"}}, "true"},
+        {"row.room_id in lookup.rooms", {1, nullptr}, {{"room_id", "2"}}, "unknown"},
+        {"row.room_id not in lookup.rooms", {1, nullptr}, {{"room_id", "2"}}, "unknown"},
+        // Empty: IN is false and NOT IN true, whatever the subject.
+        {"row.room_id in lookup.rooms", json::array(), {{"room_id", "5"}}, "false"},
+        {"row.room_id in lookup.rooms", json::array(), {{"room_id", std::nullopt}}, "false"},
+        {"row.room_id not in lookup.rooms", json::array(), {{"room_id", "5"}}, "true"},
+        // Not an array: unknown either way.
+        {"row.room_id in lookup.rooms", 5, {{"room_id", "5"}}, "unknown"},
+        {"row.room_id not in lookup.rooms", json::object(), {{"room_id", "5"}}, "unknown"},
+        // A constant subject folds; the result compares with nothing outside IN.
+        {"7 in lookup.rooms", {7}, {}, "true"},
+        {"'7' not in lookup.rooms", {7}, {}, "false"},
+        {"row.room_id = lookup.rooms", {1}, {{"room_id", "1"}}, "unknown"},
+        {"lookup.rooms is not null", json::array(), {}, "true"},
+        {"lookup.rooms is null", json::array(), {}, "false"},
+    };
+    for (const auto& c : cases) {
+        const std::string what = std::string(c.expr) + " with " + c.result.dump();
+        try {
+            auto p = with_lookup(c.expr, &c.result);
+            EXPECT_EQ(show(eval(*p, row_of(c.row))), c.expected) << what;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << what << ": " << e.what();
+        }
+    }
+}
+
+TEST(predicate, a_lookup_not_known_binds_as_a_missing_claim_and_denies) {
+    struct {
+        const char* expr;
+        cells row;
+        const char* expected;
+    } cases[] = {
+        {"row.room_id in lookup.rooms", {{"room_id", "1"}}, "unknown"},
+        {"row.room_id not in lookup.rooms", {{"room_id", "1"}}, "unknown"},
+        {"not (row.room_id in lookup.rooms)", {{"room_id", "1"}}, "unknown"},
+        {"lookup.rooms is null", {}, "true"},
+        {"row.room_id in lookup.rooms or row.sender_id = 5", {{"sender_id", "5"}}, "true"},
+        {"row.room_id in lookup.rooms or row.sender_id = 5", {{"sender_id", "6"}}, "unknown"},
+    };
+    for (const auto& c : cases) {
+        auto p = with_lookup(c.expr, nullptr);
+        EXPECT_EQ(show(eval(*p, row_of(c.row))), c.expected) << c.expr;
+    }
+    EXPECT_EQ(with_lookup("row.room_id in lookup.rooms", nullptr)->constant(), tri::unknown);
+}
+
+TEST(predicate, a_lookup_result_is_an_in_list_indexed_by_its_column) {
+    const json result = {3, 1, 2};
+    auto p = with_lookup("row.room_id in lookup.rooms", &result);
+    auto hint = p->index();
+    ASSERT_TRUE(hint.has_value());
+    EXPECT_EQ(hint->column, room_id);
+    EXPECT_TRUE(hint->exact);
+    std::vector<std::string> keys;
+    for (const auto& v : hint->values)
+        keys.push_back(index_key(v, column_family::integer).value_or("?"));
+    EXPECT_EQ(keys, (std::vector<std::string>{"3", "1", "2"}));
+    EXPECT_EQ(p->to_string(), "$col1 IN (3, 1, 2)");
+
+    auto with_more = with_lookup("row.room_id in lookup.rooms and row.flag", &result);
+    ASSERT_TRUE(with_more->index().has_value());
+    EXPECT_FALSE(with_more->index()->exact);
+
+    // NOT IN is no index.
+    EXPECT_FALSE(with_lookup("row.room_id not in lookup.rooms", &result)->index().has_value());
+}
+
+TEST(predicate, bound_predicates_do_not_borrow_from_a_lookup_result) {
+    std::unique_ptr<predicate> p;
+    {
+        json result = {"alice", "bob"};
+        p = with_lookup("row.body in lookup.rooms", &result);
+        result = json::array({"mallory-with-a-much-longer-name-to-force-reallocation"});
+    }
+    EXPECT_EQ(show(eval(*p, row_of({{"body", "bob"}}))), "true");
+    EXPECT_EQ(show(eval(*p, row_of({{"body", "mallory"}}))), "false");
+}
+
+TEST(predicate, lookups_without_a_resolver_or_a_definition_are_bind_errors) {
+    // No resolver: the context does not take lookups (a lookup's own filter, for one).
+    auto e = parse_expression("row.room_id in lookup.rooms", dialect::rules);
+    resolve_lookups(*e, rooms_lookup());
+    const json claims = json::object();
+    bind_context ctx;
+    ctx.table = &messages();
+    ctx.claims = &claims;
+    const expr* one[] = {e.get()};
+    try {
+        predicate::bind(one, ctx);
+        ADD_FAILURE() << "bound without a resolver";
+    } catch (const bind_error& err) {
+        EXPECT_EQ(err.code, bind_error_code::bad_expression);
+        EXPECT_EQ(err.offset, 15U);
+        EXPECT_STREQ(err.what(), "lookup.rooms cannot be used here");
+    }
+    // Parsed on its own, a ref names no lookup: the loader resolves them.
+    auto unresolved = parse_expression("lookup.rooms is null", dialect::rules);
+    ctx.lookups = [](const lookup_rule&) -> const json* { return nullptr; };
+    const expr* two[] = {unresolved.get()};
+    try {
+        predicate::bind(two, ctx);
+        ADD_FAILURE() << "bound an unresolved lookup";
+    } catch (const bind_error& err) {
+        EXPECT_EQ(err.code, bind_error_code::bad_expression);
+        EXPECT_STREQ(err.what(), "lookup.rooms is not defined");
     }
 }
 
