@@ -83,4 +83,7 @@ using expr_ptr = std::unique_ptr<expr>;
 // Renders an expression back as text (for messages and tests); SQL-like spelling.
 std::string to_string(const expr& e);
 
+// A deep copy.
+expr_ptr clone(const expr& e);
+
 } // namespace pgpush::rules

@@ -6,7 +6,6 @@
 
 #include "rules/like.hpp"
 #include "rules/parser.hpp"
-#include "rules/plan.hpp"
 #include "rules/rule_set.hpp"
 
 namespace pgpush::rules {
@@ -28,6 +27,50 @@ const channel_rule* rule_set::channel(std::string_view name) const {
 const lookup_rule* rule_set::lookup(std::string_view name) const {
     auto it = lookups_.find(name);
     return it == lookups_.end() ? nullptr : &it->second;
+}
+
+lookup_rule::lookup_rule(const lookup_rule& other)
+    : name(other.name), table(other.table), output(other.output), key_column(other.key_column),
+      claim_path(other.claim_path), filter(other.filter ? clone(*other.filter) : nullptr),
+      line(other.line), columns(other.columns) {}
+
+lookup_rule& lookup_rule::operator=(const lookup_rule& other) {
+    if (this != &other) *this = lookup_rule(other);
+    return *this;
+}
+
+std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
+                                                    const table_schema& lookup_table) {
+    if (!lookup.filter) return nullptr;
+    bind_context ctx;
+    ctx.table = &lookup_table; // columns only: no claims, no lookups, no payload
+    const expr* one[] = {lookup.filter.get()};
+    return predicate::bind(one, ctx);
+}
+
+std::optional<std::string> lookup_key(const lookup_rule& lookup, const table_schema& lookup_table,
+                                      const nlohmann::json& claims) {
+    // Bound as the correlation itself, so that the key is read exactly as the rules read claims.
+    auto ref = [](ref_space space, std::vector<std::string> path) {
+        auto e = std::make_unique<expr>();
+        e->type = expr::kind::ref;
+        e->space = space;
+        e->path = std::move(path);
+        return e;
+    };
+    expr eq;
+    eq.type = expr::kind::compare;
+    eq.op = compare_op::eq;
+    eq.args.push_back(ref(ref_space::column, {lookup.key_column}));
+    eq.args.push_back(ref(ref_space::auth, lookup.claim_path));
+    bind_context ctx;
+    ctx.table = &lookup_table;
+    ctx.claims = &claims;
+    const expr* one[] = {&eq};
+    const auto p = predicate::bind(one, ctx);
+    const auto hint = p->index();
+    if (!hint || hint->values.size() != 1) return std::nullopt;
+    return index_key(hint->values[0], lookup_table.columns[hint->column].family);
 }
 
 std::vector<std::string> streamed_tables(const rule_set& rules) {

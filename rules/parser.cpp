@@ -669,6 +669,22 @@ std::string to_string(const expr& e) {
     return "?";
 }
 
+expr_ptr clone(const expr& e) {
+    auto out = std::make_unique<expr>();
+    out->type = e.type;
+    out->offset = e.offset;
+    out->lit = e.lit;
+    out->space = e.space;
+    out->path = e.path;
+    out->lookup = e.lookup;
+    out->param = e.param;
+    out->op = e.op;
+    out->negated = e.negated;
+    for (const auto& a : e.args)
+        out->args.push_back(clone(*a));
+    return out;
+}
+
 expr_ptr parse_expression(std::string_view text, dialect d) {
     parser p(text, d);
     if (p.peek().type == tok::end) throw parse_error(0, "empty expression");

@@ -239,38 +239,4 @@ std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const ru
     return plan;
 }
 
-std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
-                                                    const table_schema& lookup_table) {
-    if (!lookup.filter) return nullptr;
-    bind_context ctx;
-    ctx.table = &lookup_table; // columns only: no claims, no lookups, no payload
-    const expr* one[] = {lookup.filter.get()};
-    return predicate::bind(one, ctx);
-}
-
-std::optional<std::string> lookup_key(const lookup_rule& lookup, const table_schema& lookup_table,
-                                      const nlohmann::json& claims) {
-    // Bound as the correlation itself, so that the key is read exactly as the rules read claims.
-    auto ref = [](ref_space space, std::vector<std::string> path) {
-        auto e = std::make_unique<expr>();
-        e->type = expr::kind::ref;
-        e->space = space;
-        e->path = std::move(path);
-        return e;
-    };
-    expr eq;
-    eq.type = expr::kind::compare;
-    eq.op = compare_op::eq;
-    eq.args.push_back(ref(ref_space::column, {lookup.key_column}));
-    eq.args.push_back(ref(ref_space::auth, lookup.claim_path));
-    bind_context ctx;
-    ctx.table = &lookup_table;
-    ctx.claims = &claims;
-    const expr* one[] = {&eq};
-    const auto p = predicate::bind(one, ctx);
-    const auto hint = p->index();
-    if (!hint || hint->values.size() != 1) return std::nullopt;
-    return index_key(hint->values[0], lookup_table.columns[hint->column].family);
-}
-
 } // namespace pgpush::rules

@@ -6,7 +6,6 @@
 
 #include <functional>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -76,22 +75,5 @@ std::variant<listen_plan, plan_error> plan_listen(const std::shared_ptr<const ru
                                                   std::string_view channel,
                                                   const nlohmann::json& claims,
                                                   const lookup_resolver& lookups = {});
-
-// A lookup's own filter (lookup_rule::filter: its conjuncts besides the correlation), bound
-// against the lookup table's schema to be evaluated on that table's rows: row columns only, no
-// claims. nullptr when the lookup has none. Throws bind_error (a column the table lacks, a literal
-// its type refuses).
-std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
-                                                    const table_schema& lookup_table);
-
-// The key a subscriber's claims select in a lookup table: the claim at lookup.claim_path read as
-// `key_column = auth.<claim>` reads it (a string by the key column type's input function, a
-// number as a number, a numeric claim against a text column as its decimal text), as index_key()
-// makes keys for the key column's family. nullopt when the claim is missing, null, an array or
-// object, or text the column's type refuses: the subscriber's result is then not known (the
-// resolver answers nullptr, which denies, as a missing array claim does). Throws bind_error when
-// the table has no key column.
-std::optional<std::string> lookup_key(const lookup_rule& lookup, const table_schema& lookup_table,
-                                      const nlohmann::json& claims);
 
 } // namespace pgpush::rules

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "rules/ast.hpp"
 #include "rules/predicate.hpp"
 
@@ -52,6 +54,15 @@ struct lookup_rule {
     // Columns the lookup reads (key, output, and those of the filter), distinct, in first-use
     // order.
     std::vector<std::string> columns;
+
+    lookup_rule() = default;
+    // A copy is a deep one (the filter too), so that the engine may keep a lookup's definition
+    // beyond the rule set it came from.
+    lookup_rule(const lookup_rule& other);
+    lookup_rule& operator=(const lookup_rule& other);
+    lookup_rule(lookup_rule&&) noexcept = default;
+    lookup_rule& operator=(lookup_rule&&) noexcept = default;
+    ~lookup_rule() = default;
 };
 
 class rule_set {
@@ -74,6 +85,23 @@ private:
     // move, and the set is immutable once loaded.
     std::map<std::string, lookup_rule, std::less<>> lookups_;
 };
+
+// A lookup's own filter (lookup_rule::filter: its conjuncts besides the correlation), bound
+// against the lookup table's schema to be evaluated on that table's rows: row columns only, no
+// claims. nullptr when the lookup has none. Throws bind_error (a column the table lacks, a literal
+// its type refuses).
+std::unique_ptr<const predicate> bind_lookup_filter(const lookup_rule& lookup,
+                                                    const table_schema& lookup_table);
+
+// The key a subscriber's claims select in a lookup table: the claim at lookup.claim_path read as
+// `key_column = auth.<claim>` reads it (a string by the key column type's input function, a
+// number as a number, a numeric claim against a text column as its decimal text), as index_key()
+// makes keys for the key column's family. nullopt when the claim is missing, null, an array or
+// object, or text the column's type refuses: the subscriber's result is then not known (the
+// resolver answers nullptr, which denies, as a missing array claim does). Throws bind_error when
+// the table has no key column.
+std::optional<std::string> lookup_key(const lookup_rule& lookup, const table_schema& lookup_table,
+                                      const nlohmann::json& claims);
 
 // Every table the engine must stream: the tables of `tables:` and those of `lookups:`. Qualified,
 // sorted, distinct.

@@ -536,6 +536,29 @@ TEST(load_rules, loads_lookups_and_points_references_at_them) {
                                         "public.messages", "public.room_members", "public.rooms"}));
 }
 
+TEST(lookup_rule, copies_are_deep_and_outlive_their_rule_set) {
+    lookup_rule copy;
+    {
+        const load_result r = load_rules(chat_lookups);
+        ASSERT_NE(r.rules, nullptr) << joined(formatted(r));
+        const lookup_rule& original = *r.rules->lookup("org_admins");
+        copy = original;
+        ASSERT_NE(copy.filter, nullptr);
+        EXPECT_NE(copy.filter.get(), original.filter.get());
+        const lookup_rule constructed(original);
+        EXPECT_EQ(to_string(*constructed.filter), to_string(*original.filter));
+    }
+    EXPECT_EQ(copy.name, "org_admins");
+    EXPECT_EQ(copy.table, "chat.admins");
+    EXPECT_EQ(copy.output, "org_id");
+    EXPECT_EQ(copy.key_column, "member_id");
+    EXPECT_EQ(copy.claim_path, (std::vector<std::string>{"org", "id"}));
+    EXPECT_EQ(copy.line, 4U);
+    EXPECT_EQ(copy.columns,
+              (std::vector<std::string>{"member_id", "org_id", "role", "deleted_at"}));
+    EXPECT_EQ(to_string(*copy.filter), "(role = 'admin' AND deleted_at IS NULL)");
+}
+
 TEST(load_rules, lookups_may_follow_the_rules_that_use_them_and_go_unused) {
     const load_result r = load_rules("tables:\n  t:\n    rows: \"row.a in lookup.l\"\n"
                                      "    columns: \"*\"\nlookups:\n"
