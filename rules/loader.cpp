@@ -532,6 +532,7 @@ private:
         ctx.allow_old = old;
         ctx.lookups = [](const lookup_rule&) -> const nlohmann::json* { return nullptr; };
         if (live == nullptr && uses_row(*e)) return; // the table itself was reported
+        if (unresolved_lookup(*e)) return;           // so was the lookup
         try {
             const expr* one[] = {e};
             predicate::bind(one, ctx);
@@ -571,6 +572,13 @@ private:
     // types compared by their text only.
     static std::string family_name(const column_info& c) {
         return c.family == column_family::other ? c.type_name : std::string(to_string(c.family));
+    }
+
+    static bool unresolved_lookup(const expr& e) {
+        if (e.type == expr::kind::ref && e.space == ref_space::lookup && e.lookup == nullptr)
+            return true;
+        return std::any_of(e.args.begin(), e.args.end(),
+                           [](const auto& a) { return unresolved_lookup(*a); });
     }
 
     static bool uses_row(const expr& e) {
@@ -680,7 +688,8 @@ private:
             check_lookup_filter(*a, n, key, q);
     }
 
-    // Parses and checks one lookup's query into `rule`; false (having said why) if unusable.
+    // Parses and checks one lookup's query into `rule`; false (having said why) if its grammar
+    // makes it unusable.
     bool load_lookup(const YAML::Node& n, lookup_rule& rule) {
         const std::string key = "lookup " + rule.name;
         const std::string& text = n.Scalar();
@@ -769,10 +778,12 @@ private:
         use(rule.output);
         if (rule.filter) for_each_column(*rule.filter, use);
 
+        // Kept even when it does not fit the database (the file fails anyway), so that the
+        // expressions using it are still checked against its output column.
         if (schema_)
             check_lookup_schema(n, rule, key, q.table_offset, q.column_offsets[0],
                                 key_expr->offset);
-        return errors_.size() == before;
+        return true;
     }
 
     template <typename F>

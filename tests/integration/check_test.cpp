@@ -52,13 +52,14 @@ TEST(check, reports_every_error_with_its_position) {
                    "  typing:\n"
                    "    filter: \"row.x = 1\"\n");
     EXPECT_EQ(o.status, 1);
-    EXPECT_EQ(o.out,
-              "rules.yaml:3:5: public.messages: columns: is required (a list, or \"*\" for every "
-              "column)\n"
-              "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
-              "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, "
-              "max_subscriptions)\n"
-              "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* lookup.* payload.*)\n");
+    EXPECT_EQ(
+        o.out,
+        "rules.yaml:3:5: public.messages: columns: is required (a list, or \"*\" for every "
+        "column)\n"
+        "rules.yaml:3:41: rows: unexpected end of input, expected a value or a name\n"
+        "rules.yaml:4:5: unknown key 'colums' (expected allow, rows, columns, updates, "
+        "max_subscriptions)\n"
+        "rules.yaml:7:14: filter: row.* cannot be used here (only auth.* lookup.* payload.*)\n");
 }
 
 TEST(check, yaml_syntax_errors_have_positions_too) {
@@ -132,6 +133,75 @@ TEST(check, literals_postgres_would_refuse_for_the_column_type) {
                             "character"),
               std::string::npos)
         << like.out;
+}
+
+// Lookups: their tables are read from the database too; a missing table or column, a literal
+// the column's type refuses and an output that cannot meet the column it is compared with are
+// errors at their place in the query.
+TEST(check, lookups_against_the_live_schema) {
+    pg_cluster pg;
+    pg.exec(
+        "CREATE TABLE messages (id bigint PRIMARY KEY, room_id int, sender_id text, body text)");
+    pg.exec("CREATE TABLE room_members (room_id int, user_id text, joined timestamptz, "
+            "PRIMARY KEY (room_id, user_id))");
+    pg.exec("CREATE TABLE friendships (user_id text, friend_id text, accepted boolean, "
+            "PRIMARY KEY (user_id, friend_id))");
+    const std::string good =
+        "lookups:\n"
+        "  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = auth.sub\"\n"
+        "  my_friends: \"SELECT friend_id FROM friendships WHERE user_id = auth.sub AND "
+        "accepted\"\n"
+        "tables:\n"
+        "  messages:\n"
+        "    rows: \"row.room_id in lookup.my_rooms or row.sender_id in lookup.my_friends\"\n"
+        "    columns: \"*\"\n"
+        "channels:\n"
+        "  typing:\n"
+        "    filter: \"payload.room in lookup.my_rooms\"\n";
+    auto ok = check(good, {"--db", pg.url()});
+    EXPECT_EQ(ok.status, 0) << ok.out;
+    EXPECT_NE(ok.out.find("ok (1 table(s), 1 channel(s), 2 lookup(s), checked against the "
+                          "database)"),
+              std::string::npos)
+        << ok.out;
+    auto offline = check(good);
+    EXPECT_EQ(offline.status, 0) << offline.out;
+
+    auto bad = check("lookups:\n"
+                     "  gone: \"SELECT room_id FROM nosuch WHERE user_id = auth.sub\"\n"
+                     "  typo: \"SELECT room_id FROM room_members WHERE usr_id = auth.sub AND "
+                     "room_id = 1\"\n"
+                     "  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = auth.sub AND "
+                     "joined > 'soon'\"\n"
+                     "tables:\n"
+                     "  messages:\n"
+                     "    rows: \"row.body in lookup.my_rooms\"\n"
+                     "    columns: \"*\"\n",
+                     {"--db", pg.url()});
+    EXPECT_EQ(bad.status, 1) << bad.out;
+    EXPECT_EQ(bad.out,
+              "rules.yaml:2:30: lookup gone: table public.nosuch does not exist in the database\n"
+              "rules.yaml:3:49: lookup typo: column usr_id does not exist in public.room_members\n"
+              "rules.yaml:4:85: lookup my_rooms: type mismatch: joined is timestamp, 'soon' is "
+              "not\n"
+              "rules.yaml:7:12: lookup.my_rooms yields integer values; row.body is text\n");
+
+    // Without a database only the grammar is checked: that file passes.
+    auto bad_offline = check("lookups:\n"
+                             "  gone: \"SELECT room_id FROM nosuch WHERE user_id = auth.sub\"\n"
+                             "tables:\n  messages:\n    rows: \"row.body in lookup.gone\"\n"
+                             "    columns: \"*\"\n");
+    EXPECT_EQ(bad_offline.status, 0) << bad_offline.out;
+
+    // The grammar, with positions, needs no database.
+    auto grammar = check("lookups:\n"
+                         "  l: \"SELECT room_id FROM room_members WHERE user_id >= auth.sub\"\n"
+                         "tables:\n  messages:\n    rows: \"row.room_id in lookup.nope\"\n"
+                         "    columns: \"*\"\n");
+    EXPECT_EQ(grammar.status, 1) << grammar.out;
+    EXPECT_EQ(grammar.out,
+              "rules.yaml:2:46: lookup l: user_id >= auth.sub cannot be indexed: only `=`\n"
+              "rules.yaml:5:27: rows: lookup.nope is not defined (lookups: has l)\n");
 }
 
 TEST(check, unreadable_file) {

@@ -756,6 +756,12 @@ TEST(load_rules, with_a_schema_checks_lookup_tables_columns_and_types) {
              "  b: \"SELECT room_id FROM room_members WHERE auth.sub = tags\"\n",
              {"f.yaml:2:46: lookup a: column meta is jsonb: a claim cannot be compared with it",
               "f.yaml:3:57: lookup b: column tags is text[]: a claim cannot be compared with it"}},
+            {"a lookup that does not fit the database is still checked where it is used",
+             "lookups:\n  l: \"SELECT room_id FROM room_members WHERE user_id = auth.sub AND "
+             "gone\"\n"
+             "tables:\n  messages:\n    rows: \"row.name in lookup.l\"\n    columns: \"*\"\n",
+             {"f.yaml:2:69: lookup l: column \"gone\" does not exist in public.room_members",
+              "f.yaml:5:12: lookup.l yields integer values; row.name is text"}},
             {"an integer lookup against a text column",
              "lookups:\n  my_rooms: \"SELECT room_id FROM room_members WHERE user_id = "
              "auth.sub\"\n"
