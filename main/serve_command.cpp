@@ -79,6 +79,11 @@ CLI::App* add_serve_command(CLI::App& app, serve_options& o) {
         ->capture_default_str();
     cmd->add_option("--snapshot-max-rows", c.hub.snapshot_max_rows, "Largest initial result")
         ->capture_default_str();
+    cmd->add_option("--lookup-max-rows", c.hub.lookup_max_rows,
+                    "Most rows of one lookup's table held in memory (more: the lookup cannot be "
+                    "used; a start-up error)")
+        ->envname("PGPUSH_LOOKUP_MAX_ROWS")
+        ->capture_default_str();
     cmd->add_option("--snapshot-timeout", o.snapshot_timeout_seconds,
                     "Seconds a snapshot may take, waiting for its client included")
         ->capture_default_str();

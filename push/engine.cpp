@@ -77,11 +77,9 @@ cdc::lsn slot_confirmed_lsn(pqxx::connection_base& conn, const std::string& slot
     return cdc::parse_lsn(r[0][0].as<std::string>()).value_or(cdc::lsn{});
 }
 
+// Every table the engine streams: those the rules serve and those their lookups read.
 std::vector<std::string> rule_tables(const rules::rule_set& rules) {
-    std::vector<std::string> names;
-    for (const auto& [name, rule] : rules.tables())
-        names.push_back(name);
-    return names;
+    return rules::streamed_tables(rules);
 }
 
 // Everything `id` needs from a catalog (itself, elements, bases, fields), as type_infos.
@@ -205,6 +203,7 @@ struct engine::parts {
     std::string log_problem;                // empty: the log is fine (or off)
     std::string log_state = "ok";           // ok, stalled, failed, off
     std::set<std::string> unhealthy_tables; // copy of `alarmed`
+    std::vector<lookup_status> lookups;     // copied from the hub by sample()
 
     void stop(const std::string& why, exit_code code);
     void run_prepare(std::shared_ptr<const rules::rule_set> rules);
@@ -431,6 +430,11 @@ void engine::parts::sample() {
         }
     }
     stats.stream_paused = stream->paused();
+    {
+        auto now = the_hub->lookups();
+        std::lock_guard lock(health_mu);
+        lookups = std::move(now);
+    }
     sample_timer->expires_after(std::chrono::milliseconds(100));
     sample_timer->async_wait([this](boost::system::error_code ec) {
         if (!ec) sample();
@@ -464,6 +468,24 @@ std::pair<bool, std::string> engine::parts::health() const {
           {"missing", nlohmann::json(std::vector<std::string>(tables.begin(), tables.end()))}}},
         {"connections", stats.connections.load()},
         {"subscriptions", stats.subscriptions.load()}};
+    std::vector<lookup_status> looked;
+    {
+        std::lock_guard lock(health_mu);
+        looked = lookups;
+    }
+    bool lookups_ok = true;
+    nlohmann::json lj = nlohmann::json::object();
+    for (const auto& l : looked) {
+        nlohmann::json one = {{"state", l.state}, {"rows", l.rows}, {"keys", l.keys}};
+        if (!l.problem.empty()) one["problem"] = l.problem;
+        lj[l.name] = one;
+        if (l.state == "failed") lookups_ok = false;
+    }
+    j["lookups"] = lj;
+    if (!lookups_ok) {
+        j["status"] = "degraded";
+        return {false, j.dump()};
+    }
     return {ok, j.dump()};
 }
 
@@ -770,6 +792,18 @@ exit_code engine::run() {
     }
     h.set_rules(p.store->current());
     p.the_hub_rules = p.store->current();
+    // A lookup that cannot be loaded at start (its table too large, a column gone) is a start-up
+    // error, never a silent deny-all.
+    h.when_lookups_settled([&p] {
+        // Posted: it may run now, before the rest of the engine exists.
+        net::post(p.cdc_io, [&p] {
+            for (const auto& l : p.the_hub->lookups()) {
+                if (l.state != "failed") continue;
+                spdlog::critical("lookup {} cannot be loaded: {}", l.name, l.problem);
+                p.stop("a lookup cannot be loaded", exit_code::setup);
+            }
+        });
+    });
 
     cdc::stream_config sc;
     sc.conninfo = c.db;

@@ -28,10 +28,54 @@ rules::change_kind kind_of(cdc::change_op op) {
 
 } // namespace
 
+// A lookup of the rules, on its way to memory or there.
+struct hub::lookup_state {
+    std::string name;
+    std::string signature; // the rule as written: a changed definition is loaded afresh
+    enum class phase { describing, loading, ready, failed } state = phase::describing;
+    std::unique_ptr<lookup_table> table;
+    std::uint64_t snapshot_key = 0;
+    // Changes to the table streamed while its snapshot is taken (owned copies: a change borrows
+    // from the stream's buffer).
+    struct owned_change {
+        cdc::change_op op = cdc::change_op::insert;
+        std::shared_ptr<const cdc::relation_schema> relation;
+        std::optional<std::vector<std::pair<cdc::pgoutput::datum_kind, std::string>>> row, old;
+        cdc::pgoutput::old_kind old_kind = cdc::pgoutput::old_kind::none;
+        cdc::position pos;
+        cdc::transaction_info txn;
+    };
+    std::vector<owned_change> buffer;
+    bool rows_done = false;
+    bool sync_seen = false;
+    cdc::position sync_position;
+    snapshot_meta meta;
+    cdc::position ready_at; // its history in memory starts here: resumes from before resync
+    std::string problem;
+    std::vector<std::function<void()>> waiting; // subscribes parked until it is ready
+};
+
+namespace {
+
+std::string signature_of(const rules::lookup_rule& r) {
+    std::string s = r.table + "|" + r.output + "|" + r.key_column + "|";
+    for (const auto& p : r.claim_path)
+        s += p + ".";
+    if (r.filter) s += "|" + rules::to_string(*r.filter);
+    return s;
+}
+
+std::string_view phase_name(int p) {
+    static constexpr std::string_view names[] = {"describing", "loading", "ready", "failed"};
+    return names[p];
+}
+
+} // namespace
+
 hub::hub(net::any_io_executor executor, cdc::type_catalog& types, metrics& m,
          snapshot_runner& snapshots, table_describer& describer, hub_limits limits)
-    : executor_(std::move(executor)), metrics_(m), snapshots_(snapshots), limits_(limits),
-      schemas_(types, describer), events_(types, position_format(0)),
+    : executor_(std::move(executor)), types_(types), metrics_(m), snapshots_(snapshots),
+      limits_(limits), schemas_(types, describer), events_(types, position_format(0)),
       replayer_(events_, m, limits.batch), listens_(m), recent_xids_(recent_capacity, 0) {}
 
 hub::~hub() = default;
@@ -54,6 +98,26 @@ void hub::send_error(const std::weak_ptr<client>& to, error_code code, const std
     out_.send(to, frame::of(protocol::error(code, message, id)));
 }
 
+rules::lookup_resolver hub::resolver(const nlohmann::json& claims,
+                                     std::vector<std::pair<std::string, std::string>>& read,
+                                     std::string& not_ready) {
+    return
+        [this, &claims, &read, &not_ready](const rules::lookup_rule& r) -> const nlohmann::json* {
+            auto it = lookups_.find(r.name);
+            if (it == lookups_.end() || it->second->state != lookup_state::phase::ready) {
+                not_ready = r.name;
+                return nullptr;
+            }
+            auto& table = *it->second->table;
+            auto key = table.key_of(claims);
+            // A subscriber without a key (no such claim, or one its type refuses) has no result: as
+            // a missing array claim, it denies (`not in` too), and it never changes.
+            if (!key) return nullptr;
+            read.emplace_back(r.name, *key);
+            return &table.result(key);
+        };
+}
+
 std::optional<error_code> hub::plan(subscription& s, std::string& message,
                                     std::string* undescribed) {
     if (!rules_) {
@@ -65,13 +129,48 @@ std::optional<error_code> hub::plan(subscription& s, std::string& message,
         if (!ts && undescribed) *undescribed = std::string(t);
         return ts ? &ts->schema : nullptr;
     };
-    auto r = rules::plan_subscription(rules_, {s.query, s.claims.get(), s.params}, lookup);
+    static const nlohmann::json no_claims = nlohmann::json::object();
+    std::vector<std::pair<std::string, std::string>> read;
+    std::string not_ready;
+    auto r = rules::plan_subscription(rules_, {s.query, s.claims.get(), s.params}, lookup,
+                                      resolver(s.claims ? *s.claims : no_claims, read, not_ready));
     if (auto* e = std::get_if<rules::plan_error>(&r)) {
         message = e->message;
         return error_code_of(e->code);
     }
+    if (!not_ready.empty()) {
+        // Never a silent deny: a plan that read a lookup not in memory yet waits for it.
+        auto it = lookups_.find(not_ready);
+        const bool failed =
+            it == lookups_.end() || it->second->state == lookup_state::phase::failed;
+        message = !failed ? "lookup." + not_ready + " is loading"
+                  : it == lookups_.end()
+                      ? "lookup." + not_ready + " is not known"
+                      : "lookup." + not_ready + " cannot be used: " + it->second->problem;
+        s.lookups.clear();
+        s.pending_lookup = failed ? "" : not_ready;
+        return error_code::unavailable;
+    }
+    std::sort(read.begin(), read.end());
+    read.erase(std::unique(read.begin(), read.end()), read.end());
+    s.lookups = std::move(read);
+    s.pending_lookup.clear();
     s.plan = std::move(std::get<rules::subscription_plan>(r));
     return std::nullopt;
+}
+
+void hub::track(subscription& s) {
+    for (const auto& dep : s.lookups)
+        dependents_[dep].insert(s.key);
+}
+
+void hub::untrack(subscription& s) {
+    for (const auto& dep : s.lookups) {
+        auto it = dependents_.find(dep);
+        if (it == dependents_.end()) continue;
+        it->second.erase(s.key);
+        if (it->second.empty()) dependents_.erase(it);
+    }
 }
 
 // ---- subscribing ----
@@ -121,6 +220,14 @@ void hub::subscribe_planned(new_subscription r, bool described) {
                     return;
                 }
                 subscribe_planned(std::move(*parked), true);
+            });
+            return;
+        }
+        if (!s->pending_lookup.empty()) {
+            // A lookup it reads is loading: come back when it is in memory.
+            auto parked = std::make_shared<new_subscription>(std::move(r));
+            lookups_.at(s->pending_lookup)->waiting.push_back([this, parked, described] {
+                subscribe_planned(std::move(*parked), described);
             });
             return;
         }
@@ -187,9 +294,25 @@ void hub::subscribe_planned(new_subscription r, bool described) {
             return;
         }
         after = parsed->second;
+        // The replay reads the log under today's lookup results: only exact if they did not
+        // change after the position.
+        for (const auto& dep : s->lookups) {
+            auto ch = changed_at_.find(dep);
+            const auto& st = *lookups_.at(dep.first);
+            if (*after < st.ready_at || (ch != changed_at_.end() && *after < ch->second)) {
+                ++metrics_.resyncs;
+                send_error(r.to, error_code::resync_required,
+                           "what this subscription may see (lookup." + dep.first +
+                               ") changed after that position: subscribe again without \"after\"",
+                           id);
+                out_.flush();
+                return;
+            }
+        }
     }
     const table_state* ts = schemas_.find(s->plan.table);
     s->key = next_key_++;
+    track(*s);
     matcher_.add(s->key, ts->schema, s->plan.filter.get(), s->plan.updates.get());
     by_connection_[s->connection][id] = s->key;
     auto& ref = *s;
@@ -205,7 +328,9 @@ void hub::subscribe_planned(new_subscription r, bool described) {
 void hub::start_snapshot(subscription& s) {
     const table_state* ts = schemas_.find(s.plan.table);
     snapshot_job job;
-    job.key = s.key;
+    s.snapshot_key = next_key_++;
+    sub_snapshots_[s.snapshot_key] = s.key;
+    job.key = s.snapshot_key;
     job.id = s.id;
     job.to = s.to;
     job.with_rows = s.with_snapshot;
@@ -236,11 +361,17 @@ void hub::start_snapshot(subscription& s) {
 }
 
 void hub::snapshot_done(snapshot_result r) {
-    auto it = subs_.find(r.key);
-    if (it == subs_.end() || it->second->dropped) return; // unsubscribed meanwhile
+    if (lookup_snapshots_.count(r.key)) {
+        lookup_snapshot_done(std::move(r));
+        return;
+    }
+    auto owner = sub_snapshots_.find(r.key);
+    if (owner == sub_snapshots_.end()) return; // unsubscribed or restarted meanwhile
+    auto it = subs_.find(owner->second);
+    if (it == subs_.end() || it->second->dropped) return;
     subscription& s = *it->second;
     if (!r.ok) {
-        drop(r.key, r.code, r.message);
+        drop(s.key, r.code, r.message);
         out_.flush();
         return;
     }
@@ -260,6 +391,7 @@ void hub::snapshot_done(snapshot_result r) {
 
 void hub::try_go_live(subscription& s) {
     if (s.state != subscription::phase::snapshot || !s.rows_done || !s.sync_seen) return;
+    sub_snapshots_.erase(s.snapshot_key);
     auto [sent, opened] = s.go_live_after_snapshot(out_, limits_.batch, txn_, events_.positions());
     metrics_.events_out += sent;
     if (opened) open_batches_.push_back(s.key);
@@ -271,7 +403,11 @@ void hub::drop(std::uint64_t key, std::optional<error_code> code, const std::str
     subscription& s = *it->second;
     s.dropped = true;
     matcher_.remove(key);
-    if (s.state == subscription::phase::snapshot) snapshots_.cancel(key);
+    untrack(s);
+    if (s.state == subscription::phase::snapshot) {
+        snapshots_.cancel(s.snapshot_key);
+        sub_snapshots_.erase(s.snapshot_key);
+    }
     if (code) send_error(s.to, *code, message, *s.id);
     auto c = by_connection_.find(s.connection);
     if (c != by_connection_.end()) {
@@ -315,7 +451,18 @@ void hub::listen(std::weak_ptr<client> to, std::uint64_t connection,
         out_.flush();
         return;
     }
-    if (auto refused = listens_.add(rules_, to, connection, id, channel, std::move(claims))) {
+    if (auto refused = listens_.add(rules_, to, connection, id, channel, claims,
+                                    [this](const nlohmann::json& c, auto& read, auto& not_ready) {
+                                        return resolver(c, read, not_ready);
+                                    })) {
+        auto st = lookups_.find(refused->waiting_for);
+        if (st != lookups_.end() && st->second->state != lookup_state::phase::failed) {
+            // A lookup it reads is loading: come back when it is in memory.
+            st->second->waiting.push_back([this, to, connection, id, channel, claims] {
+                if (!to.expired()) listen(to, connection, id, channel, claims);
+            });
+            return;
+        }
         send_error(to, refused->code, refused->message, *id);
     } else {
         out_.send(to, frame::of(protocol::ready(*id, "")));
@@ -358,6 +505,7 @@ void hub::reauthenticate(std::uint64_t connection, std::shared_ptr<const nlohman
 
 void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
     rules_ = std::move(new_rules);
+    sync_lookups();
     std::vector<std::uint64_t> keys;
     for (const auto& [key, s] : subs_) {
         if (!s->dropped) keys.push_back(key);
@@ -369,12 +517,14 @@ void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
         const std::string before = s.shape();
         auto old_plan = std::move(s.plan);
         matcher_.remove(key);
+        untrack(s);
         std::string message;
         if (auto code = plan(s, message)) {
             s.plan = std::move(old_plan);
             drop(key, code, message);
             continue;
         }
+        track(s);
         if (s.shape() != before) {
             drop(key, error_code::resync_required,
                  "the rules changed what this subscription may see: subscribe again");
@@ -383,7 +533,9 @@ void hub::set_rules(std::shared_ptr<const rules::rule_set> new_rules) {
         matcher_.add(key, schemas_.find(s.plan.table)->schema, s.plan.filter.get(),
                      s.plan.updates.get());
     }
-    listens_.replan(rules_, out_);
+    listens_.replan(rules_, out_, [this](const nlohmann::json& c, auto& read, auto& not_ready) {
+        return resolver(c, read, not_ready);
+    });
     out_.flush();
 }
 
@@ -412,8 +564,32 @@ void hub::set_unpublished(std::set<std::string> tables) {
                      "publication): subscribe again");
         }
         pending_gaps_.push_back(t);
+        // A lookup over it missed changes: what was read from it is not exact any more.
+        if (auto lt = lookups_by_table_.find(t); lt != lookups_by_table_.end()) {
+            for (const auto& name : lt->second) {
+                auto st = lookups_.find(name);
+                if (st != lookups_.end() && st->second->state != lookup_state::phase::failed) {
+                    lookup_failed(*st->second,
+                                  "its table " + t + " left the publication (changes were missed)",
+                                  error_code::resync_required);
+                }
+            }
+        }
+    }
+    std::vector<std::string> back;
+    for (const auto& t : unpublished_) {
+        if (!tables.count(t)) back.push_back(t);
     }
     unpublished_ = std::move(tables);
+    for (const auto& t : back) {
+        if (auto lt = lookups_by_table_.find(t); lt != lookups_by_table_.end()) {
+            for (const auto& name : lt->second) {
+                auto st = lookups_.find(name);
+                if (st != lookups_.end() && st->second->state == lookup_state::phase::failed)
+                    load_lookup(name);
+            }
+        }
+    }
     write_pending_gaps();
     out_.flush();
 }
@@ -499,6 +675,374 @@ void hub::replay_step(std::uint64_t key) {
     out_.flush();
 }
 
+// ---- lookups ----
+//
+// Each lookup of the rules is loaded like a subscription's snapshot: a REPEATABLE READ snapshot
+// of its columns, the stream's changes to its table buffered meanwhile and stitched to it by the
+// snapshot's xmin/xmax/xip and a sync marker (the same argument as for subscriptions: nothing is
+// missed or applied twice). From then on it follows the stream in commit order. A subscription
+// records which results it read; when one changes, it is planned again at that change's position.
+
+void hub::sync_lookups() {
+    if (!rules_) return;
+    std::map<std::string, std::vector<std::string>, std::less<>> by_table;
+    for (const auto& [name, rule] : rules_->lookups()) {
+        by_table[rule.table].push_back(name);
+        const auto sig = signature_of(rule);
+        auto it = lookups_.find(name);
+        if (it != lookups_.end() && it->second->signature == sig) continue;
+        auto st = std::make_unique<lookup_state>();
+        st->name = name;
+        st->signature = sig;
+        if (it != lookups_.end()) {
+            // Redefined: loaded afresh; what waited for the old one waits for the new one.
+            st->waiting = std::move(it->second->waiting);
+            lookup_snapshots_.erase(it->second->snapshot_key);
+            snapshots_.cancel(it->second->snapshot_key);
+        }
+        lookups_[name] = std::move(st);
+        load_lookup(name);
+    }
+    for (auto it = lookups_.begin(); it != lookups_.end();) {
+        if (rules_->lookup(it->first)) {
+            ++it;
+            continue;
+        }
+        lookup_snapshots_.erase(it->second->snapshot_key);
+        snapshots_.cancel(it->second->snapshot_key);
+        auto waiting = std::move(it->second->waiting);
+        it = lookups_.erase(it);
+        for (auto& w : waiting)
+            w(); // planned again under rules without it
+    }
+    lookups_by_table_ = std::move(by_table);
+    settle_check();
+}
+
+void hub::load_lookup(const std::string& name) {
+    auto found = lookups_.find(name);
+    const rules::lookup_rule* rule = rules_ ? rules_->lookup(name) : nullptr;
+    if (found == lookups_.end() || !rule) return;
+    lookup_state& st = *found->second;
+    if (unpublished_.count(rule->table)) {
+        // Not streamed: it could not be kept current. Loaded once it is published again.
+        lookup_failed(st, "its table " + rule->table + " is not in the publication",
+                      error_code::unavailable);
+        return;
+    }
+    st.state = lookup_state::phase::describing;
+    st.table.reset();
+    st.buffer.clear();
+    st.rows_done = st.sync_seen = false;
+    st.meta = {};
+    const table_state* ts = schemas_.find(rule->table);
+    if (!ts) {
+        const std::string table = rule->table, sig = st.signature;
+        schemas_.fetch(table, [this, name, sig, table](const std::string* error) {
+            auto it = lookups_.find(name);
+            if (it == lookups_.end() || it->second->signature != sig) return;
+            if (error) {
+                // The database is away: try again shortly (subscriptions reading it wait).
+                auto t = std::make_shared<net::steady_timer>(executor_, std::chrono::seconds(1));
+                t->async_wait([this, name, sig, t](boost::system::error_code ec) {
+                    auto again = lookups_.find(name);
+                    if (!ec && again != lookups_.end() && again->second->signature == sig)
+                        load_lookup(name);
+                });
+                return;
+            }
+            if (!schemas_.find(table)) {
+                lookup_failed(*it->second, "table " + table + " does not exist",
+                              error_code::unavailable);
+                return;
+            }
+            load_lookup(name);
+        });
+        return;
+    }
+    try {
+        st.table = std::make_unique<lookup_table>(*rule, *ts, types_);
+    } catch (const std::exception& e) {
+        lookup_failed(st, e.what(), error_code::unavailable);
+        return;
+    }
+    snapshot_job job;
+    job.key = next_key_++;
+    job.collect = true;
+    job.max_rows = limits_.lookup_max_rows;
+    std::string cols;
+    for (const auto& c : st.table->columns())
+        cols += (cols.empty() ? "" : ", ") + cdc::pg::quote_identifier(c);
+    job.sql = "SELECT " + cols + " FROM " + cdc::pg::quote_identifier(ts->schema.schema) + "." +
+              cdc::pg::quote_identifier(ts->schema.name);
+    job.recent_xids = recent_xids_;
+    if (txn_) job.recent_xids.push_back(txn_->xid);
+    std::sort(job.recent_xids.begin(), job.recent_xids.end());
+    job.recent_xids.erase(std::unique(job.recent_xids.begin(), job.recent_xids.end()),
+                          job.recent_xids.end());
+    job.done = [this](snapshot_result r) {
+        net::post(executor_, [this, r = std::move(r)]() mutable { snapshot_done(std::move(r)); });
+    };
+    st.snapshot_key = job.key;
+    lookup_snapshots_[job.key] = name;
+    st.state = lookup_state::phase::loading;
+    snapshots_.submit(std::move(job));
+}
+
+void hub::lookup_snapshot_done(snapshot_result r) {
+    auto owner = lookup_snapshots_.find(r.key);
+    if (owner == lookup_snapshots_.end()) return;
+    auto it = lookups_.find(owner->second);
+    if (it == lookups_.end() || it->second->snapshot_key != r.key) return;
+    lookup_state& st = *it->second;
+    if (!r.ok) {
+        lookup_snapshots_.erase(owner);
+        if (r.code == error_code::snapshot_too_large) {
+            lookup_failed(st,
+                          "its table has more than --lookup-max-rows (" +
+                              std::to_string(limits_.lookup_max_rows) + ") rows",
+                          error_code::unavailable);
+            return;
+        }
+        // The database is away (or the query failed: the log says why): try again shortly;
+        // subscriptions reading it wait meanwhile.
+        spdlog::warn("lookup {}: loading failed ({}); trying again", st.name, r.message);
+        st.state = lookup_state::phase::describing;
+        const std::string name = st.name, sig = st.signature;
+        auto t = std::make_shared<net::steady_timer>(executor_, std::chrono::seconds(1));
+        t->async_wait([this, name, sig, t](boost::system::error_code ec) {
+            auto again = lookups_.find(name);
+            if (!ec && again != lookups_.end() && again->second->signature == sig)
+                load_lookup(name);
+        });
+        return;
+    }
+    for (const auto& row : r.rows)
+        st.table->load(row);
+    st.meta = std::move(r.meta);
+    st.rows_done = true;
+    // What the snapshot holds already is not applied again.
+    std::erase_if(st.buffer, [&](const lookup_state::owned_change& b) {
+        return b.txn.commit_lsn < st.meta.lsn && st.meta.contains(b.txn.xid);
+    });
+    try_lookup_ready(st);
+    out_.flush();
+}
+
+namespace {
+
+// A change made from an owned copy, borrowing from it (for buffered lookup changes).
+struct rebuilt {
+    cdc::pgoutput::tuple row, old;
+    cdc::change change;
+};
+
+} // namespace
+
+void hub::try_lookup_ready(lookup_state& st) {
+    if (st.state != lookup_state::phase::loading || !st.rows_done || !st.sync_seen) return;
+    lookup_snapshots_.erase(st.snapshot_key);
+    std::vector<std::string> changed;
+    for (const auto& b : st.buffer) {
+        rebuilt x;
+        auto fill = [](const auto& owned, cdc::pgoutput::tuple& t) {
+            for (const auto& [kind, text] : owned)
+                t.push_back({kind, text});
+        };
+        if (b.row) fill(*b.row, x.row);
+        if (b.old) fill(*b.old, x.old);
+        x.change.op = b.op;
+        x.change.relation = b.relation;
+        x.change.row = b.row ? &x.row : nullptr;
+        x.change.old = b.old ? &x.old : nullptr;
+        x.change.old_kind = b.old_kind;
+        x.change.pos = b.pos;
+        x.change.txn = &b.txn;
+        if (!st.table->apply(x.change, changed)) {
+            spdlog::warn("lookup {}: a change to {} lacks its old row (is REPLICA IDENTITY FULL "
+                         "set?); loading it again",
+                         st.name, st.table->rule().table);
+            load_lookup(st.name);
+            return;
+        }
+    }
+    st.buffer.clear();
+    st.state = lookup_state::phase::ready;
+    st.ready_at = st.sync_position;
+    spdlog::info("lookup {}: {} row(s) of {} in memory, for {} subscriber key(s)", st.name,
+                 st.table->rows(), st.table->rule().table, st.table->keys());
+    // Subscriptions that read an earlier load of it (loaded again: it could not be kept exact)
+    // are planned afresh.
+    std::vector<std::uint64_t> readers;
+    for (const auto& [dep, keys] : dependents_) {
+        if (dep.first == st.name) readers.insert(readers.end(), keys.begin(), keys.end());
+    }
+    for (auto key : readers)
+        rebind(key, st.sync_position);
+    auto waiting = std::move(st.waiting);
+    for (auto& w : waiting)
+        w();
+    settle_check();
+}
+
+void hub::lookup_failed(lookup_state& st, const std::string& why, error_code code) {
+    st.state = lookup_state::phase::failed;
+    st.problem = why;
+    st.table.reset();
+    st.buffer.clear();
+    spdlog::error("lookup {} cannot be used: {}; subscriptions that read it are refused", st.name,
+                  why);
+    // Results read from it can no longer be kept exact.
+    std::vector<std::uint64_t> readers;
+    for (const auto& [dep, keys] : dependents_) {
+        if (dep.first == st.name) readers.insert(readers.end(), keys.begin(), keys.end());
+    }
+    for (auto key : readers) {
+        ++metrics_.resyncs;
+        drop(key, code, "lookup." + st.name + " cannot be used: " + why);
+    }
+    auto waiting = std::move(st.waiting);
+    for (auto& w : waiting)
+        w();
+    settle_check();
+    out_.flush();
+}
+
+void hub::apply_lookup_change(lookup_state& st, const cdc::change& c) {
+    switch (st.state) {
+    case lookup_state::phase::describing: // its snapshot, taken later, will hold this change
+    case lookup_state::phase::failed:
+        return;
+    case lookup_state::phase::loading: {
+        lookup_state::owned_change b;
+        b.op = c.op;
+        b.relation = c.relation;
+        auto copy = [](const cdc::pgoutput::tuple& t) {
+            std::vector<std::pair<cdc::pgoutput::datum_kind, std::string>> out;
+            out.reserve(t.size());
+            for (const auto& d : t)
+                out.emplace_back(d.kind, std::string(d.data));
+            return out;
+        };
+        if (c.row) b.row = copy(*c.row);
+        if (c.old) b.old = copy(*c.old);
+        b.old_kind = c.old_kind;
+        b.pos = c.pos;
+        if (c.txn) b.txn = *c.txn;
+        st.buffer.push_back(std::move(b));
+        return;
+    }
+    case lookup_state::phase::ready:
+        break;
+    }
+    std::vector<std::string> changed;
+    if (!st.table->apply(c, changed)) {
+        spdlog::warn("lookup {}: a change to {} lacks its old row (is REPLICA IDENTITY FULL "
+                     "set?); loading it again",
+                     st.name, st.table->rule().table);
+        load_lookup(st.name);
+        return;
+    }
+    for (const auto& key : changed) {
+        const auto dep = std::pair{st.name, key};
+        changed_at_[dep] = c.pos;
+        ++metrics_.lookup_changes;
+        auto it = dependents_.find(dep);
+        if (it == dependents_.end()) continue;
+        const std::vector<std::uint64_t> readers(it->second.begin(), it->second.end());
+        for (auto sub : readers)
+            rebind(sub, c.pos);
+    }
+    if (!changed.empty()) {
+        listens_.replan_reading(
+            st.name, changed, rules_,
+            [this](const nlohmann::json& claims, auto& read, auto& not_ready) {
+                return resolver(claims, read, not_ready);
+            },
+            out_);
+    }
+}
+
+void hub::rebind(std::uint64_t key, cdc::position at) {
+    auto it = subs_.find(key);
+    if (it == subs_.end() || it->second->dropped) return;
+    subscription& s = *it->second;
+    const std::string before = s.shape();
+    auto old_plan = std::move(s.plan);
+    matcher_.remove(key);
+    untrack(s);
+    std::string message;
+    if (auto code = plan(s, message)) {
+        s.plan = std::move(old_plan);
+        drop(key, code, message);
+        return;
+    }
+    track(s);
+    matcher_.add(key, schemas_.find(s.plan.table)->schema, s.plan.filter.get(),
+                 s.plan.updates.get());
+    if (s.shape() == before) return;
+    ++metrics_.lookup_resets;
+    restart_snapshot(s, at);
+}
+
+void hub::restart_snapshot(subscription& s, cdc::position at) {
+    if (s.state == subscription::phase::snapshot) {
+        snapshots_.cancel(s.snapshot_key);
+        sub_snapshots_.erase(s.snapshot_key);
+    }
+    s.cursor.reset();
+    s.tailing = false;
+    s.buffer.clear();
+    s.buffer_bytes = 0;
+    s.batch.clear();
+    s.batch_bytes = 0;
+    s.ready_after_batch.reset();
+    s.rows_done = s.sync_seen = s.have_meta = false;
+    s.meta = {};
+    s.resume_after = {};
+    // The client drops its copy here; the new result follows as `rows`, then `ready`, then
+    // events, stitched to the stream like any snapshot.
+    out_.send(s.to, frame::of(protocol::reset(*s.id, events_.positions().text(at))));
+    // Out now: the new snapshot's rows go to the client straight from a worker, and must not
+    // overtake the reset.
+    out_.flush();
+    s.state = subscription::phase::snapshot;
+    s.with_snapshot = true;
+    start_snapshot(s);
+}
+
+std::vector<lookup_status> hub::lookups() const {
+    std::vector<lookup_status> out;
+    for (const auto& [name, st] : lookups_) {
+        lookup_status l;
+        l.name = name;
+        l.state = std::string(phase_name(static_cast<int>(st->state)));
+        if (st->table) {
+            l.rows = st->table->rows();
+            l.keys = st->table->keys();
+        }
+        l.problem = st->problem;
+        out.push_back(std::move(l));
+    }
+    return out;
+}
+
+void hub::when_lookups_settled(std::function<void()> f) {
+    on_settled_.push_back(std::move(f));
+    settle_check();
+}
+
+void hub::settle_check() {
+    for (const auto& [name, st] : lookups_) {
+        if (st->state == lookup_state::phase::describing ||
+            st->state == lookup_state::phase::loading)
+            return;
+    }
+    auto run = std::move(on_settled_);
+    for (auto& f : run)
+        f();
+}
+
 // ---- the stream ----
 
 void hub::on_begin(const cdc::transaction_info& t) {
@@ -549,6 +1093,14 @@ void hub::on_change(const cdc::change& c) {
     ++metrics_.changes_in;
     const std::string& table = c.relation->qualified_name;
     metrics_.count_table_change(table);
+    // Lookups first: a subscriber's result changes at this change, and what follows in the
+    // stream is matched under the new one.
+    if (auto lt = lookups_by_table_.find(table); lt != lookups_by_table_.end()) {
+        for (const auto& name : lt->second) {
+            if (auto st = lookups_.find(name); st != lookups_.end())
+                apply_lookup_change(*st->second, c);
+        }
+    }
     const table_state* ts = schemas_.find(table);
     if (!ts) return; // nobody ever subscribed to it
 
@@ -614,7 +1166,18 @@ void hub::on_message(const cdc::logical_message& m) {
     auto digits = content.substr(5);
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), key);
     if (ec != std::errc{}) return;
-    auto it = subs_.find(key);
+    if (auto l = lookup_snapshots_.find(key); l != lookup_snapshots_.end()) {
+        if (auto st = lookups_.find(l->second); st != lookups_.end()) {
+            st->second->sync_seen = true;
+            st->second->sync_position = m.pos;
+            try_lookup_ready(*st->second);
+        }
+        out_.flush();
+        return;
+    }
+    auto owner = sub_snapshots_.find(key);
+    if (owner == sub_snapshots_.end()) return;
+    auto it = subs_.find(owner->second);
     if (it == subs_.end() || it->second->dropped) return;
     subscription& s = *it->second;
     s.sync_seen = true;

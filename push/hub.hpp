@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -42,6 +43,7 @@
 #include "push/event_json.hpp"
 #include "push/listen_registry.hpp"
 #include "push/log_source.hpp"
+#include "push/lookup_table.hpp"
 #include "push/metrics.hpp"
 #include "push/outbox.hpp"
 #include "push/protocol.hpp"
@@ -61,6 +63,16 @@ struct hub_limits {
     std::size_t replay_batch = 1000;           // changes read from the log per turn of the loop
     std::size_t replay_pause_bytes = 1u << 20; // a replay waits while its client has this queued
     batch_limits batch;
+    std::size_t lookup_max_rows = 10'000'000; // per lookup table loaded into memory
+};
+
+// What the hub reports of a lookup (for /healthz and /metrics).
+struct lookup_status {
+    std::string name;
+    std::string state; // describing, loading, ready, failed
+    std::size_t rows = 0;
+    std::size_t keys = 0;
+    std::string problem; // why it failed
 };
 
 class hub final : public cdc::change_sink {
@@ -127,8 +139,31 @@ public:
 
     std::size_t subscription_count() const { return subs_.size(); }
 
+    // The lookups of the rules in force and how they stand.
+    std::vector<lookup_status> lookups() const;
+    // Runs `f` once every lookup of the rules is ready (or failed); at once when they are.
+    void when_lookups_settled(std::function<void()> f);
+
 private:
+    struct lookup_state;
     void subscribe_planned(new_subscription request, bool described);
+    rules::lookup_resolver resolver(const nlohmann::json& claims,
+                                    std::vector<std::pair<std::string, std::string>>& read,
+                                    std::string& not_ready);
+    void track(subscription& s);
+    void untrack(subscription& s);
+    // ---- lookups ----
+    void sync_lookups(); // after new rules: load new or changed lookups, forget removed ones
+    void load_lookup(const std::string& name);
+    void lookup_snapshot_done(snapshot_result r);
+    void try_lookup_ready(lookup_state& st);
+    void lookup_failed(lookup_state& st, const std::string& why, protocol::error_code code);
+    void apply_lookup_change(lookup_state& st, const cdc::change& c);
+    // A lookup result the subscription reads changed at `at`: plan it again; if what it may see
+    // differs, its client gets `reset` and a fresh snapshot stitched to the stream.
+    void rebind(std::uint64_t key, cdc::position at);
+    void restart_snapshot(subscription& s, cdc::position at);
+    void settle_check();
     std::optional<protocol::error_code> plan(subscription& s, std::string& message,
                                              std::string* undescribed = nullptr);
     void start_snapshot(subscription& s);
@@ -151,6 +186,7 @@ private:
     std::uint64_t key_of(std::uint64_t connection, const std::string& id) const;
 
     boost::asio::any_io_executor executor_;
+    cdc::type_catalog& types_;
     metrics& metrics_;
     snapshot_runner& snapshots_;
     hub_limits limits_;
@@ -172,6 +208,15 @@ private:
     // Ended during a fan-out, freed after it (the fan-out may still hold references).
     bool in_fanout_ = false;
     std::vector<std::uint64_t> graveyard_;
+
+    std::map<std::string, std::unique_ptr<lookup_state>, std::less<>> lookups_; // by name
+    std::map<std::string, std::vector<std::string>, std::less<>> lookups_by_table_;
+    // (lookup, key) -> subscriptions whose plan read that result; and when it last changed.
+    std::map<std::pair<std::string, std::string>, std::set<std::uint64_t>> dependents_;
+    std::map<std::pair<std::string, std::string>, cdc::position> changed_at_;
+    std::unordered_map<std::uint64_t, std::uint64_t> sub_snapshots_;  // snapshot key -> sub
+    std::unordered_map<std::uint64_t, std::string> lookup_snapshots_; // snapshot key -> lookup
+    std::vector<std::function<void()>> on_settled_;
 
     std::set<std::string> unpublished_;
     std::vector<std::string> pending_gaps_; // logged at the next transaction boundary

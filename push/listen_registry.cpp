@@ -1,5 +1,7 @@
 #include "push/listen_registry.hpp"
 
+#include <algorithm>
+
 namespace pgpush::push {
 
 using protocol::error_code;
@@ -28,15 +30,39 @@ bool listen_registry::has(std::uint64_t connection, const std::string& id) const
 }
 
 std::optional<listen_registry::refusal>
+listen_registry::plan(entry& e, const std::string& channel,
+                      const std::shared_ptr<const rules::rule_set>& rules,
+                      const resolver_factory& lookups) {
+    if (!rules) return refusal{error_code::unavailable, "no rules are loaded", {}};
+    static const nlohmann::json no_claims = nlohmann::json::object();
+    const nlohmann::json& claims = e.claims ? *e.claims : no_claims;
+    std::vector<std::pair<std::string, std::string>> read;
+    std::string not_ready;
+    auto r =
+        rules::plan_listen(rules, channel, claims,
+                           lookups ? lookups(claims, read, not_ready) : rules::lookup_resolver{});
+    if (auto* err = std::get_if<rules::plan_error>(&r))
+        return refusal{error_code_of(err->code), err->message, {}};
+    if (!not_ready.empty()) {
+        return refusal{error_code::unavailable,
+                       "lookup." + not_ready + " is not in memory yet; listen again shortly",
+                       not_ready};
+    }
+    e.plan = std::move(std::get<rules::listen_plan>(r));
+    std::sort(read.begin(), read.end());
+    read.erase(std::unique(read.begin(), read.end()), read.end());
+    e.lookups = std::move(read);
+    return std::nullopt;
+}
+
+std::optional<listen_registry::refusal>
 listen_registry::add(const std::shared_ptr<const rules::rule_set>& rules, std::weak_ptr<client> to,
                      std::uint64_t connection, std::shared_ptr<const std::string> id,
-                     const std::string& channel, std::shared_ptr<const nlohmann::json> claims) {
-    if (!rules) return refusal{error_code::unavailable, "no rules are loaded"};
-    auto r = rules::plan_listen(rules, channel, claims ? *claims : nlohmann::json::object());
-    if (auto* e = std::get_if<rules::plan_error>(&r))
-        return refusal{error_code_of(e->code), e->message};
-    by_channel_[channel].push_back({connection, std::move(id), std::move(to), std::move(claims),
-                                    std::move(std::get<rules::listen_plan>(r))});
+                     const std::string& channel, std::shared_ptr<const nlohmann::json> claims,
+                     const resolver_factory& lookups) {
+    entry e{connection, std::move(id), std::move(to), std::move(claims), {}, {}};
+    if (auto refused = plan(e, channel, rules, lookups)) return refused;
+    by_channel_[channel].push_back(std::move(e));
     ++metrics_.listens;
     return std::nullopt;
 }
@@ -73,21 +99,45 @@ void listen_registry::set_claims(std::uint64_t connection,
     }
 }
 
-void listen_registry::replan(const std::shared_ptr<const rules::rule_set>& rules, outbox& out) {
+void listen_registry::replan(const std::shared_ptr<const rules::rule_set>& rules, outbox& out,
+                             const resolver_factory& lookups) {
     if (!rules) return; // rules, once loaded, are only ever replaced
     for (auto& [ch, entries] : by_channel_) {
         for (auto it = entries.begin(); it != entries.end();) {
-            auto r =
-                rules::plan_listen(rules, ch, it->claims ? *it->claims : nlohmann::json::object());
-            if (auto* err = std::get_if<rules::plan_error>(&r)) {
-                metrics_.count_error(std::string(protocol::to_string(error_code_of(err->code))));
-                out.send(it->to, frame::of(protocol::error(error_code_of(err->code), err->message,
-                                                           *it->id)));
+            if (auto refused = plan(*it, ch, rules, lookups)) {
+                metrics_.count_error(std::string(protocol::to_string(refused->code)));
+                out.send(it->to,
+                         frame::of(protocol::error(refused->code, refused->message, *it->id)));
                 --metrics_.listens;
                 it = entries.erase(it);
                 continue;
             }
-            it->plan = std::move(std::get<rules::listen_plan>(r));
+            ++it;
+        }
+    }
+}
+
+void listen_registry::replan_reading(const std::string& lookup,
+                                     const std::vector<std::string>& keys,
+                                     const std::shared_ptr<const rules::rule_set>& rules,
+                                     const resolver_factory& lookups, outbox& out) {
+    for (auto& [ch, entries] : by_channel_) {
+        for (auto it = entries.begin(); it != entries.end();) {
+            const bool reads =
+                std::any_of(it->lookups.begin(), it->lookups.end(), [&](const auto& d) {
+                    return d.first == lookup &&
+                           std::find(keys.begin(), keys.end(), d.second) != keys.end();
+                });
+            if (reads) {
+                if (auto refused = plan(*it, ch, rules, lookups)) {
+                    metrics_.count_error(std::string(protocol::to_string(refused->code)));
+                    out.send(it->to,
+                             frame::of(protocol::error(refused->code, refused->message, *it->id)));
+                    --metrics_.listens;
+                    it = entries.erase(it);
+                    continue;
+                }
+            }
             ++it;
         }
     }

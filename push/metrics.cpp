@@ -127,6 +127,12 @@ std::string metrics::prometheus() const {
     metric("pgpush_publication_missing_tables", "gauge",
            "Tables of the rules the publication does not carry (their changes are not streamed).",
            publication_missing_tables.load());
+    metric("pgpush_lookup_changes_total", "counter",
+           "Lookup results that changed (one subscriber key of one lookup).",
+           lookup_changes.load());
+    metric("pgpush_lookup_resets_total", "counter",
+           "Subscriptions reset (a fresh snapshot) because a lookup result they read changed.",
+           lookup_resets.load());
     metric("pgpush_publication_gaps_total", "counter",
            "Times a table was found missing from the publication (a hole in its history).",
            publication_gaps.load());

@@ -77,6 +77,9 @@ struct metrics {
     // a table was found missing (each a hole in its history).
     std::atomic<std::uint64_t> publication_missing_tables{0};
     std::atomic<std::uint64_t> publication_gaps{0};
+    // Lookups: results that changed (a subscriber's key), and subscriptions reset by one.
+    std::atomic<std::uint64_t> lookup_changes{0};
+    std::atomic<std::uint64_t> lookup_resets{0};
 
     // Client connections (HTTP and WebSocket sockets) against the listener's limit.
     std::atomic<std::uint64_t> connection_limit{0};

@@ -240,6 +240,15 @@ std::string ready(std::string_view id, std::string_view position) {
     return out;
 }
 
+std::string reset(std::string_view id, std::string_view position) {
+    std::string out = "{\"type\":\"reset\",\"id\":";
+    out += id;
+    out += ",\"position\":";
+    cdc::json::append_string(out, position);
+    out += '}';
+    return out;
+}
+
 std::string unsubscribed(std::string_view id) {
     std::string out = "{\"type\":\"unsubscribed\",\"id\":";
     out += id;

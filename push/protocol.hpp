@@ -100,6 +100,10 @@ std::string authenticated(const nlohmann::json& claims);
 std::string pong(const nlohmann::json& data);
 std::string ready(std::string_view id, std::string_view position);
 std::string unsubscribed(std::string_view id);
+// {"type":"reset","id":..,"position":".."}: what the subscription may see changed at `position`
+// (a lookup it reads changed): drop the rows of this subscription; `rows` and `ready` follow with
+// its new result, then events as usual.
+std::string reset(std::string_view id, std::string_view position);
 
 // A change event is built in two parts so the part after the id is made once per projection
 // and shared by every subscriber: head (per event kind) + id + body.

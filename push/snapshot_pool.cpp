@@ -256,10 +256,31 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker& w) {
                 if (rows.empty()) break;
                 r.row_count += rows.size();
                 if (r.row_count > job.max_rows) {
+                    if (job.collect) {
+                        throw snapshot_abort{protocol::error_code::snapshot_too_large,
+                                             "the table has more than " +
+                                                 std::to_string(job.max_rows) + " rows"};
+                    }
                     throw snapshot_abort{protocol::error_code::snapshot_too_large,
                                          "the result has more than " +
                                              std::to_string(job.max_rows) +
                                              " rows: narrow the query"};
+                }
+                if (job.collect) {
+                    for (const auto& row : rows) {
+                        std::vector<std::optional<std::string>> values;
+                        values.reserve(row.size());
+                        for (const auto& f : row) {
+                            if (f.is_null()) {
+                                values.emplace_back();
+                            } else {
+                                values.emplace_back(std::string(f.c_str(), f.size()));
+                            }
+                        }
+                        r.rows.push_back(std::move(values));
+                    }
+                    metrics_.snapshot_rows += rows.size();
+                    continue;
                 }
                 std::string msg = protocol::rows_open(*job.id);
                 for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -292,6 +313,12 @@ snapshot_result snapshot_pool::take(snapshot_job& job, worker& w) {
                     }
                     if (to->flow().wait_below(options_.window_bytes,
                                               std::chrono::milliseconds(100))) {
+                        // Under the pool's lock, against cancel(): once cancel() returns, no
+                        // chunk of this job reaches the client (the hub may reset it next).
+                        std::lock_guard lock(mu_);
+                        if (w.cancelled) {
+                            throw snapshot_abort{protocol::error_code::unavailable, "cancelled"};
+                        }
                         to->post_frames({frame::of(std::move(msg))});
                         break;
                     }

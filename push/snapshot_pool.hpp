@@ -54,6 +54,8 @@ struct snapshot_result {
     std::string message; // for the client: never SQL, never a server's internal error text
     snapshot_meta meta;
     std::size_t row_count = 0;
+    // collect jobs: the rows themselves, each column's text (nullopt: NULL).
+    std::vector<std::vector<std::optional<std::string>>> rows;
 };
 
 struct snapshot_job {
@@ -61,7 +63,10 @@ struct snapshot_job {
     std::shared_ptr<const std::string> id;
     std::weak_ptr<client> to;
     bool with_rows = true; // false: subscribe without a snapshot (only the sync message)
-    std::string sql;       // SELECT ... (columns and filter rendered by rules/)
+    // The rows come back in the result (snapshot_result::rows) instead of going to a client: a
+    // lookup table being loaded. Paced by nobody; bounded by max_rows.
+    bool collect = false;
+    std::string sql; // SELECT ... (columns and filter rendered by rules/)
     std::vector<std::string> params;
     std::vector<std::string> column_names;
     std::vector<cdc::oid> column_types;

@@ -67,8 +67,13 @@ struct subscription {
     rules::subscription_plan plan;
     phase state = phase::snapshot;
     bool dropped = false; // ended during a fan-out; freed after it
+    // The lookup results its plan read: (lookup name, subscriber key). When one changes, the
+    // subscription is planned again and, if its result may differ, reset.
+    std::vector<std::pair<std::string, std::string>> lookups;
+    std::string pending_lookup; // planning waits for this lookup to be in memory
 
     // ---- snapshot ----
+    std::uint64_t snapshot_key = 0; // of the snapshot job under way (its sync marker's number)
     bool rows_done = false;
     bool sync_seen = false;
     cdc::position sync_position;
