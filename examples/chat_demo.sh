@@ -3,10 +3,12 @@
 # messages, edits, deletes, read receipts and typing notifications as an app would, and three
 # WebSocket clients with different JWT claims, each printing what the engine pushes to it:
 #
-#   alice   rooms 1 and 2: her rooms' messages (snapshot first, then live) and typing in them
+#   alice   member of rooms 1 and 2 (room_members): her rooms' messages (snapshot first, then
+#           live) and typing in them
 #   bob     room 3 only, subscribed to a query over room 3 and to read receipts
-#   mallory no rooms: her subscription is accepted but never sees a row; a table outside the
-#           rules answers `unknown_table`
+#   mallory in no room at first: her subscription sees nothing; the writer adds her to room 1
+#           now and then (she gets `reset` and room 1's history) and removes her again (reset:
+#           it is gone); a table outside the rules answers `unknown_table`
 #
 #   ./pgpush.sh demo                 (starts a throwaway PostgreSQL and runs this)
 #   PGPUSH_DB=postgresql://... examples/chat_demo.sh [build-dir]
@@ -48,12 +50,12 @@ port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/serve.log" |
 echo "pgpush serve is listening on ws://127.0.0.1:$port/ws (metrics: http://127.0.0.1:$port/metrics)"
 
 watch() { "$build/examples/pgpush-watch" --port "$port" --secret "$secret" "$@" & pids+=($!); }
-watch --name alice --claims '{"sub":"10","rooms":[1,2],"tenant":1}' \
+watch --name alice --claims '{"sub":"10","tenant":1}' \
   --subscribe "SELECT id, room_id, sender_id, body FROM messages" --listen typing
-watch --name bob --claims '{"sub":"11","rooms":[3],"tenant":1}' \
+watch --name bob --claims '{"sub":"11","tenant":1}' \
   --subscribe "SELECT id, body FROM messages WHERE room_id = 3" \
   --subscribe "SELECT room_id, user_id, last_read_id FROM read_receipts"
-watch --name mallory --claims '{"sub":"66","rooms":[]}' \
+watch --name mallory --claims '{"sub":"66"}' \
   --subscribe "SELECT id, body FROM messages WHERE room_id = 1" \
   --subscribe "SELECT * FROM pg_authid"
 

@@ -1,5 +1,6 @@
 -- The demos' writer: one session posting a message every 300 ms, as an app would, with edits,
--- deletes, read receipts and typing notifications. Runs until its session is ended.
+-- deletes, read receipts, typing notifications and a member (66, mallory) joining and leaving
+-- room 1. Runs until its session is ended.
 DO $$
 DECLARE i int := 0; room int; msg bigint;
 BEGIN
@@ -23,6 +24,13 @@ BEGIN
     END IF;
     IF i % 7 = 0 THEN
       DELETE FROM messages WHERE id = msg - 3;
+      COMMIT;
+    END IF;
+    IF i % 20 = 10 THEN
+      INSERT INTO room_members (room_id, user_id) VALUES (1, 66) ON CONFLICT DO NOTHING;
+      COMMIT;
+    ELSIF i % 20 = 0 THEN
+      DELETE FROM room_members WHERE room_id = 1 AND user_id = 66;
       COMMIT;
     END IF;
     PERFORM pg_sleep(0.3);

@@ -43,6 +43,18 @@ TEST(check, the_shipped_rules_file_is_valid) {
     EXPECT_EQ(status.value_or(-1), 0) << p.stderr_text();
 }
 
+TEST(check, the_shipped_rules_file_fits_the_example_schema) {
+    pg_cluster pg;
+    subprocess schema({pg_cluster::bindir() + "/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                       pg.url(), "-f",
+                       std::string(PGPUSH_SOURCE_DIR) + "/examples/chat_schema.sql"});
+    ASSERT_EQ(schema.wait().value_or(-1), 0) << schema.stderr_text();
+    subprocess p({pgpush_binary(), "check", std::string(PGPUSH_SOURCE_DIR) + "/rules.yaml", "--db",
+                  pg.url()});
+    auto status = p.wait();
+    EXPECT_EQ(status.value_or(-1), 0) << p.stderr_text();
+}
+
 TEST(check, reports_every_error_with_its_position) {
     auto o = check("tables:\n"
                    "  messages:\n"
