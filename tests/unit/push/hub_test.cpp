@@ -1,12 +1,12 @@
 #include "push/hub.hpp"
 
-#include <deque>
 #include <map>
 
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
 #include "rules/rule_set.hpp"
+#include "tests/support/hub_fakes.hpp"
 
 // The hub's hard paths, with fakes for what it talks to (clients, snapshot workers, the catalog,
 // the change log), on one thread. These run under AddressSanitizer in CI: a subscription freed
@@ -18,167 +18,10 @@ namespace {
 namespace net = boost::asio;
 using nlohmann::json;
 
-// A connection that keeps what it is sent, as JSON.
-class fake_client final : public client {
-public:
-    explicit fake_client(net::io_context& io, std::uint64_t id) : io_(io), id_(id) {}
-    void post_frames(std::vector<frame> frames) override {
-        for (auto& f : frames)
-            take(f);
-    }
-    net::any_io_executor executor() const override { return io_.get_executor(); }
-    void enqueue_frames(std::vector<frame>& frames) override {
-        for (auto& f : frames)
-            take(f);
-    }
-    std::uint64_t connection_id() const override { return id_; }
-    flow_gate& flow() override { return flow_; }
-
-    std::deque<json> received;
-
-    // The next message (nullopt when none is waiting).
-    std::optional<json> next() {
-        if (received.empty()) return std::nullopt;
-        auto m = received.front();
-        received.pop_front();
-        return m;
-    }
-
-private:
-    void take(const frame& f) {
-        std::string text(f.head);
-        if (f.id) text += *f.id;
-        text += *f.body;
-        received.push_back(json::parse(text));
-    }
-    net::io_context& io_;
-    std::uint64_t id_;
-    flow_gate flow_;
-};
-
-// Snapshot jobs wait here until the test finishes them.
-class fake_snapshots final : public snapshot_runner {
-public:
-    void submit(snapshot_job job) override { jobs[job.key] = std::move(job); }
-    void cancel(std::uint64_t key) override {
-        cancelled.push_back(key);
-        jobs.erase(key);
-    }
-    std::map<std::uint64_t, snapshot_job> jobs;
-    std::vector<std::uint64_t> cancelled;
-};
-
-// messages(id int4, room_id int4, body text); errors on demand.
-class fake_describer final : public table_describer {
-public:
-    void describe(const std::string& qualified, callback done) override {
-        ++calls;
-        if (down) {
-            done(std::nullopt, std::string("connection refused"));
-            return;
-        }
-        if (qualified != "public.messages") {
-            done(std::nullopt, std::nullopt);
-            return;
-        }
-        described_table d;
-        d.table.schema = "public";
-        d.table.name = "messages";
-        d.table.replica_identity = 'f';
-        d.table.columns = {{"id", 23, "integer"}, {"room_id", 23, "integer"}, {"body", 25, "text"}};
-        done(d, std::nullopt);
-    }
-    bool down = false;
-    int calls = 0;
-};
-
-// A change log in memory: what was appended, read back by cursors; faults on demand.
-class fake_log final : public log_source {
-public:
-    struct entry {
-        std::shared_ptr<const cdc::relation_schema> relation;
-        cdc::change_op op;
-        std::vector<std::string> row; // text values
-        cdc::position pos;
-        cdc::transaction_info txn;
-    };
-    void begin(const cdc::transaction_info& t) override { txn_ = t; }
-    void change(const cdc::change& c) override {
-        entry e{c.relation, c.op, {}, c.pos, txn_};
-        if (c.row) {
-            for (const auto& d : *c.row)
-                e.row.emplace_back(d.data);
-        }
-        entries.push_back(std::move(e));
-    }
-    void commit(const cdc::transaction_info&, cdc::lsn) override {}
-    void mark(cdc::lsn) override {}
-    void gap(const std::string& table, cdc::lsn at) override { gaps.emplace_back(table, at); }
-    void submit() override {}
-    std::uint64_t epoch() const override { return 7; }
-    log::resume_check check(std::uint64_t epoch, cdc::position) const override {
-        return epoch == 7 ? log::resume_check::ok : log::resume_check::other_epoch;
-    }
-    std::unique_ptr<log_cursor> open(cdc::position after) override;
-    cdc::position appended() const override {
-        return entries.empty() ? cdc::position{} : entries.back().pos;
-    }
-
-    std::vector<entry> entries;
-    std::vector<std::pair<std::string, cdc::lsn>> gaps;
-    int waiting_reads = 0;      // the next reads say `waiting`
-    bool throw_on_read = false; // a damaged record
-
-private:
-    cdc::transaction_info txn_;
-};
-
-class fake_cursor final : public log_cursor {
-public:
-    fake_cursor(fake_log& log, cdc::position after) : log_(log), after_(after) {}
-    log::replay_status read(cdc::position until, std::size_t max_changes,
-                            const std::function<void(const cdc::change&)>& on_change,
-                            const std::function<void(std::string_view)>& on_gap) override {
-        if (log_.throw_on_read) throw log::log_error("damaged record at byte 42");
-        if (log_.waiting_reads > 0) {
-            --log_.waiting_reads;
-            return log::replay_status::waiting;
-        }
-        if (!gaps_reported_) {
-            gaps_reported_ = true;
-            for (const auto& [table, at] : log_.gaps) {
-                if (at > after_.commit_lsn && on_gap) on_gap(table);
-            }
-        }
-        std::size_t n = 0;
-        for (const auto& e : log_.entries) {
-            if (e.pos <= after_ || e.pos > until) continue;
-            if (n == max_changes) return log::replay_status::more;
-            cdc::pgoutput::tuple row;
-            for (const auto& v : e.row)
-                row.push_back({cdc::pgoutput::datum_kind::text, v});
-            cdc::change c;
-            c.op = e.op;
-            c.relation = e.relation;
-            c.row = &row;
-            c.pos = e.pos;
-            c.txn = &e.txn;
-            on_change(c);
-            after_ = e.pos;
-            ++n;
-        }
-        return log::replay_status::reached;
-    }
-
-private:
-    fake_log& log_;
-    cdc::position after_;
-    bool gaps_reported_ = false;
-};
-
-std::unique_ptr<log_cursor> fake_log::open(cdc::position after) {
-    return std::make_unique<fake_cursor>(*this, after);
-}
+using fakes::fake_client;
+using fakes::fake_describer;
+using fakes::fake_log;
+using fakes::fake_snapshots;
 
 std::shared_ptr<const rules::rule_set> rules_of(const std::string& yaml) {
     auto r = rules::load_rules(yaml);
@@ -193,6 +36,15 @@ tables:
     columns: [id, room_id, body]
 )";
 
+const char* chat_lookups = R"(
+lookups:
+  my_rooms: "SELECT room_id FROM room_members WHERE user_id = auth.sub"
+tables:
+  messages:
+    rows: "row.room_id in lookup.my_rooms"
+    columns: [id, room_id, body]
+)";
+
 class hub_test : public ::testing::Test {
 protected:
     hub_test() { make_hub({}); }
@@ -201,13 +53,6 @@ protected:
         h.reset();
         h = std::make_unique<hub>(io.get_executor(), types, stats, snapshots, describer, limits);
         h->set_rules(rules_of(all_rooms));
-        relation = std::make_shared<cdc::relation_schema>(cdc::relation_schema{
-            16384,
-            "public",
-            "messages",
-            "public.messages",
-            'f',
-            {{"id", 23, -1, true}, {"room_id", 23, -1, false}, {"body", 25, -1, false}}});
     }
 
     // Runs what is ready on the loop (the hub's posts, frames to clients).
@@ -236,20 +81,7 @@ protected:
 
     // Finishes a subscription's snapshot (no rows) and passes the stream's sync marker.
     void finish_snapshot(std::uint64_t key, cdc::lsn at) {
-        snapshot_result r;
-        r.key = key;
-        r.ok = true;
-        r.meta.taken = true;
-        r.meta.xmin = r.meta.xmax = 1000;
-        r.meta.lsn = at;
-        snapshots.jobs.erase(key);
-        h->snapshot_done(std::move(r));
-        const std::string sync = "sync:" + std::to_string(key);
-        cdc::logical_message m;
-        m.prefix = "pgpush";
-        m.content = std::as_bytes(std::span(sync.data(), sync.size()));
-        m.pos = {at, 0};
-        h->on_message(m);
+        fakes::finish_snapshot(*h, snapshots, key, at);
         run();
     }
 
@@ -276,6 +108,59 @@ protected:
         run();
     }
 
+    // ---- lookups ----
+
+    void use_lookups() {
+        h->set_rules(rules_of(chat_lookups));
+        run();
+    }
+
+    // The one lookup load waiting (its job collects the rows).
+    std::uint64_t lookup_job() {
+        auto keys = snapshots.waiting(true);
+        EXPECT_EQ(keys.size(), 1u);
+        return keys.empty() ? 0 : keys.front();
+    }
+
+    // The one subscription snapshot waiting.
+    std::uint64_t subscription_job() {
+        auto keys = snapshots.waiting(false);
+        EXPECT_EQ(keys.size(), 1u);
+        return keys.empty() ? 0 : keys.front();
+    }
+
+    // Loads my_rooms from a snapshot holding `rows` (user_id, room_id) taken at `at`.
+    void load_members(const std::vector<std::pair<std::string, int>>& rows, cdc::lsn at) {
+        std::vector<std::vector<std::optional<std::string>>> text;
+        for (const auto& [user, room] : rows)
+            text.push_back({user, std::to_string(room), "t"}); // the lookup's columns() order
+        fakes::finish_snapshot(*h, snapshots, lookup_job(), at, std::move(text));
+        run();
+    }
+
+    // One transaction inserting or deleting the room_members row (user, room) at `lsn`.
+    void member(std::uint64_t lsn, cdc::change_op op, const std::string& user, int room) {
+        const std::string r = std::to_string(room);
+        const cdc::pgoutput::tuple row = {fakes::text_datum(user), fakes::text_datum(r),
+                                          fakes::text_datum("t")};
+        const bool gone = op == cdc::change_op::delete_;
+        cdc::change c =
+            fakes::change_of(members, op, gone ? nullptr : &row, gone ? &row : nullptr, {});
+        fakes::transaction(*h, lsn, std::span(&c, 1));
+        run();
+    }
+
+    // What a client got, one word each ("insert <id>" for inserts), and forgets it.
+    static std::vector<std::string> seen(fake_client& c) {
+        std::vector<std::string> out;
+        for (const auto& m : c.received) {
+            out.push_back(m["type"] == "insert" ? "insert " + m["row"]["id"].dump()
+                                                : m["type"].get<std::string>());
+        }
+        c.received.clear();
+        return out;
+    }
+
     // Messages of `type` a client got, dropping others.
     static std::vector<json> of_type(fake_client& c, const std::string& type) {
         std::vector<json> out;
@@ -291,7 +176,8 @@ protected:
     fake_snapshots snapshots;
     fake_describer describer;
     std::unique_ptr<hub> h;
-    std::shared_ptr<cdc::relation_schema> relation;
+    std::shared_ptr<const cdc::relation_schema> relation = fakes::messages_relation();
+    std::shared_ptr<const cdc::relation_schema> members = fakes::room_members_relation();
 };
 
 TEST_F(hub_test, a_live_subscription_gets_its_rows_and_no_others) {
@@ -484,6 +370,147 @@ TEST_F(hub_test, disconnect_cancels_a_running_snapshot) {
     ASSERT_EQ(snapshots.cancelled.size(), 1u);
     EXPECT_EQ(snapshots.cancelled[0], key);
     EXPECT_EQ(h->subscription_count(), 0u);
+}
+
+// ---- lookups: a changed result resets what read it ----
+
+TEST_F(hub_test, a_member_added_gets_a_reset_then_a_fresh_snapshot_then_ready) {
+    use_lookups();
+    load_members({{"u1", 1}, {"u2", 5}}, cdc::lsn{50});
+    auto c = client(1);
+    subscribe(c, "s", "SELECT id, room_id FROM messages", {{"sub", "u1"}});
+    finish_snapshot(subscription_job(), cdc::lsn{100});
+    insert(150, {{1, 2}, {2, 1}});
+    EXPECT_EQ(seen(*c), (std::vector<std::string>{"ready", "insert 2"}));
+    // Another user's membership is no business of this subscription.
+    member(180, cdc::change_op::insert, "u2", 2);
+    EXPECT_TRUE(seen(*c).empty());
+
+    member(200, cdc::change_op::insert, "u1", 2);
+    ASSERT_EQ(c->received.size(), 1u);
+    const auto reset = c->received.front();
+    EXPECT_EQ(reset["type"], "reset");
+    EXPECT_EQ(reset["id"], "s");
+    EXPECT_EQ(reset["position"], position_format(0).text({cdc::lsn{200}, 0}));
+    c->received.clear();
+    EXPECT_TRUE(snapshots.cancelled.empty()) << "it was live: no snapshot to cancel";
+    const auto job = subscription_job();
+    EXPECT_TRUE(snapshots.jobs.at(job).with_rows);
+    EXPECT_EQ(stats.lookup_resets.load(), 1u);
+    finish_snapshot(job, cdc::lsn{300});
+    insert(400, {{3, 2}, {4, 7}});
+    EXPECT_EQ(seen(*c), (std::vector<std::string>{"ready", "insert 3"}));
+}
+
+TEST_F(hub_test, a_member_removed_gets_a_reset_at_the_removal_and_nothing_of_that_room_after) {
+    use_lookups();
+    load_members({{"u1", 1}, {"u1", 2}}, cdc::lsn{50});
+    auto c = client(1);
+    subscribe(c, "s", "SELECT id, room_id FROM messages", {{"sub", "u1"}});
+    finish_snapshot(subscription_job(), cdc::lsn{100});
+    insert(150, {{1, 2}});
+    EXPECT_EQ(seen(*c), (std::vector<std::string>{"ready", "insert 1"}));
+
+    member(200, cdc::change_op::delete_, "u1", 2);
+    ASSERT_EQ(c->received.size(), 1u);
+    EXPECT_EQ(c->received.front()["type"], "reset");
+    EXPECT_EQ(c->received.front()["position"], position_format(0).text({cdc::lsn{200}, 0}));
+    c->received.clear();
+    // While the fresh snapshot is taken, and once it is live: room 1 only.
+    insert(250, {{2, 2}, {3, 1}});
+    finish_snapshot(subscription_job(), cdc::lsn{300});
+    insert(400, {{4, 2}, {5, 1}});
+    EXPECT_EQ(seen(*c), (std::vector<std::string>{"insert 3", "ready", "insert 5"}));
+}
+
+TEST_F(hub_test, a_subscribe_while_its_lookup_loads_waits_and_is_served_once_it_is_loaded) {
+    use_lookups();
+    const auto load = lookup_job();
+    auto c = client(1);
+    subscribe(c, "s", "SELECT id FROM messages", {{"sub", "u1"}});
+    EXPECT_TRUE(c->received.empty()) << "never a silent deny while the lookup loads";
+    EXPECT_EQ(h->subscription_count(), 0u);
+    EXPECT_TRUE(snapshots.waiting(false).empty());
+    ASSERT_EQ(h->lookups().size(), 1u);
+    EXPECT_EQ(h->lookups()[0].state, "loading");
+
+    // A change streamed while the lookup's snapshot is taken (and not in it) counts too.
+    member(40, cdc::change_op::insert, "u1", 3);
+    load_members({{"u1", 1}}, cdc::lsn{50});
+    EXPECT_TRUE(snapshots.jobs.count(load) == 0);
+    EXPECT_EQ(h->lookups()[0].state, "ready");
+    EXPECT_EQ(h->lookups()[0].rows, 2u);
+    EXPECT_EQ(h->subscription_count(), 1u);
+    finish_snapshot(subscription_job(), cdc::lsn{100});
+    insert(200, {{1, 1}, {2, 2}, {3, 3}});
+    EXPECT_EQ(seen(*c), (std::vector<std::string>{"ready", "insert 1", "insert 3"}));
+}
+
+TEST_F(hub_test, a_resume_from_before_its_lookup_result_changed_is_resync_required) {
+    fake_log log;
+    h->set_log(&log);
+    use_lookups();
+    load_members({{"u1", 1}}, cdc::lsn{50});
+    auto a = client(1);
+    subscribe(a, "s", "SELECT id FROM messages", {{"sub", "u1"}});
+    finish_snapshot(subscription_job(), cdc::lsn{100});
+    insert(150, {{1, 1}});
+    member(200, cdc::change_op::insert, "u1", 2);
+    insert(250, {{2, 2}});
+    const json u1 = {{"sub", "u1"}};
+    // From before the change: the log would be read under today's result, which is not the one
+    // in force then.
+    auto b = client(2);
+    subscribe(b, "s", "SELECT id FROM messages", u1, position_format(7).text({cdc::lsn{150}, 0}));
+    ASSERT_EQ(of_type(*b, "error").size(), 1u);
+    EXPECT_EQ(of_type(*b, "error")[0]["code"], "resync_required");
+    // From before the lookup was in memory at all.
+    auto c = client(3);
+    subscribe(c, "s", "SELECT id FROM messages", u1, position_format(7).text({cdc::lsn{40}, 0}));
+    ASSERT_EQ(of_type(*c, "error").size(), 1u);
+    EXPECT_EQ(of_type(*c, "error")[0]["code"], "resync_required");
+    // From the change on: exact.
+    auto d = client(4);
+    subscribe(d, "s", "SELECT id FROM messages", u1, position_format(7).text({cdc::lsn{200}, 0}));
+    EXPECT_EQ(seen(*d), (std::vector<std::string>{"insert 2", "ready"}));
+    // Another user's result did not change: its resume from 150 is served.
+    auto e = client(5);
+    subscribe(e, "s", "SELECT id FROM messages", {{"sub", "u2"}},
+              position_format(7).text({cdc::lsn{150}, 0}));
+    EXPECT_EQ(seen(*e), (std::vector<std::string>{"ready"}));
+}
+
+TEST_F(hub_test, a_lookup_over_lookup_max_rows_fails_and_its_waiting_subscribers_get_unavailable) {
+    hub_limits limits;
+    limits.lookup_max_rows = 2;
+    make_hub(limits);
+    use_lookups();
+    const auto load = lookup_job();
+    EXPECT_TRUE(snapshots.jobs.at(load).collect);
+    EXPECT_EQ(snapshots.jobs.at(load).max_rows, 2u) << "the pool stops reading past the limit";
+    auto a = client(1), b = client(2);
+    subscribe(a, "s", "SELECT id FROM messages", {{"sub", "u1"}});
+    subscribe(a, "t", "SELECT id, body FROM messages", {{"sub", "u1"}});
+    EXPECT_TRUE(a->received.empty());
+
+    fakes::fail_snapshot(*h, snapshots, load, protocol::error_code::snapshot_too_large,
+                         "more than 2 rows");
+    run();
+    auto errors = of_type(*a, "error");
+    ASSERT_EQ(errors.size(), 2u);
+    for (const auto& e : errors) {
+        EXPECT_EQ(e["code"], "unavailable");
+        EXPECT_NE(e["message"].get<std::string>().find("lookup-max-rows"), std::string::npos)
+            << e["message"];
+    }
+    EXPECT_EQ(h->subscription_count(), 0u);
+    ASSERT_EQ(h->lookups().size(), 1u);
+    EXPECT_EQ(h->lookups()[0].state, "failed");
+    // It stays failed: a later subscribe is refused at once, and no load is retried.
+    subscribe(b, "s", "SELECT id FROM messages", {{"sub", "u1"}});
+    ASSERT_EQ(of_type(*b, "error").size(), 1u);
+    EXPECT_EQ(of_type(*b, "error")[0]["code"], "unavailable");
+    EXPECT_TRUE(snapshots.jobs.empty());
 }
 
 } // namespace
