@@ -50,17 +50,47 @@ lookup_table::contribution(const std::vector<rules::value>& values,
     return std::pair{std::move(*key), std::move(out)};
 }
 
+std::uint32_t lookup_table::intern(const std::string& text) {
+    auto [it, fresh] = text_ids_.try_emplace(text, 0);
+    if (fresh) {
+        std::uint32_t id;
+        if (!free_ids_.empty()) {
+            id = free_ids_.back();
+            free_ids_.pop_back();
+            texts_[id] = text;
+        } else {
+            id = static_cast<std::uint32_t>(texts_.size());
+            texts_.push_back(text);
+            text_uses_.push_back(0);
+        }
+        it->second = id;
+    }
+    ++text_uses_[it->second];
+    return it->second;
+}
+
+void lookup_table::release(std::uint32_t id) {
+    if (--text_uses_[id] != 0) return;
+    text_ids_.erase(texts_[id]);
+    texts_[id].clear();
+    texts_[id].shrink_to_fit();
+    free_ids_.push_back(id);
+}
+
 void lookup_table::add(const std::pair<std::string, std::string>& kv,
                        std::vector<std::string>* changed) {
     auto& e = by_key_[kv.first];
     ++rows_;
-    for (auto& [v, n] : e.values) {
-        if (v == kv.second) {
-            ++n;
-            return;
+    auto known = text_ids_.find(kv.second);
+    if (known != text_ids_.end()) {
+        for (auto& [v, n] : e.values) {
+            if (v == known->second) {
+                ++n;
+                return;
+            }
         }
     }
-    e.values.emplace_back(kv.second, 1);
+    e.values.emplace_back(intern(kv.second), 1);
     e.cached.reset();
     if (changed) changed->push_back(kv.first);
 }
@@ -68,12 +98,14 @@ void lookup_table::add(const std::pair<std::string, std::string>& kv,
 void lookup_table::remove(const std::pair<std::string, std::string>& kv,
                           std::vector<std::string>* changed) {
     auto it = by_key_.find(kv.first);
-    if (it == by_key_.end()) return;
+    auto known = text_ids_.find(kv.second);
+    if (it == by_key_.end() || known == text_ids_.end()) return;
     auto& values = it->second.values;
     for (auto v = values.begin(); v != values.end(); ++v) {
-        if (v->first != kv.second) continue;
+        if (v->first != known->second) continue;
         --rows_;
         if (--v->second == 0) {
+            release(v->first);
             values.erase(v);
             it->second.cached.reset();
             if (changed) changed->push_back(kv.first);
@@ -98,6 +130,10 @@ bool lookup_table::apply(const cdc::change& c, std::vector<std::string>& changed
         for (const auto& [key, e] : by_key_)
             changed.push_back(key);
         by_key_.clear();
+        texts_.clear();
+        text_uses_.clear();
+        free_ids_.clear();
+        text_ids_.clear();
         rows_ = 0;
         return true;
     }
@@ -158,7 +194,7 @@ const nlohmann::json& lookup_table::result(const std::optional<std::string>& key
         std::string text = "[";
         for (std::size_t i = 0; i < e.values.size(); ++i) {
             if (i) text += ',';
-            text += e.values[i].first;
+            text += texts_[e.values[i].first];
         }
         text += ']';
         e.cached = std::make_shared<const nlohmann::json>(nlohmann::json::parse(text));

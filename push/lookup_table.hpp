@@ -57,10 +57,14 @@ public:
 
 private:
     struct entry {
-        // Output values (their JSON text) and how many rows give each.
-        std::vector<std::pair<std::string, std::uint32_t>> values;
+        // Output values (ids of their interned JSON text) and how many rows give each: 8 bytes a
+        // distinct value of a key, whatever the values are.
+        std::vector<std::pair<std::uint32_t, std::uint32_t>> values;
         std::shared_ptr<const nlohmann::json> cached; // built on demand, dropped on change
     };
+    // Output values are interned: a room id shared by a thousand members is stored once.
+    std::uint32_t intern(const std::string& text);
+    void release(std::uint32_t id);
     // The (key, value) a row contributes, or nullopt (NULL key, or the filter says no).
     std::optional<std::pair<std::string, std::string>>
     contribution(const std::vector<rules::value>& values,
@@ -77,6 +81,10 @@ private:
     std::size_t key_at_ = 0, output_at_ = 0; // indexes into columns()
     std::unique_ptr<const rules::predicate> filter_;
     std::unordered_map<std::string, entry> by_key_;
+    std::vector<std::string> texts_;       // by id
+    std::vector<std::uint32_t> text_uses_; // by id; 0: free
+    std::vector<std::uint32_t> free_ids_;
+    std::unordered_map<std::string, std::uint32_t> text_ids_;
     std::size_t rows_ = 0;
     std::vector<rules::value> scratch_, scratch_old_;
     const nlohmann::json empty_ = nlohmann::json::array();
